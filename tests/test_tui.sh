@@ -62,12 +62,12 @@ z1=$(zline); f1=$(screen | sed -n 4,17p)
 tmx send-keys -t t "c" "7"
 for _ in $(seq 100); do [ "$(zline)" != "$z1" ] && break; sleep 0.05; done
 [ "$(zline)" != "$z1" ] || fail "c 7 did not jump to a class centre"
-screen | grep -qF "decoded at the cursor" || fail "c 7 left the latent screen"
+wait_for "decoded at the cursor" 5 || fail "c 7 left the latent screen"
 tmx send-keys -t t "g"
 wait_for "grid: box around the data" || fail "g did not switch the grid"
 tmx send-keys -t t "c" "0" "m" "c" "7" "m"
 wait_for "morph from A to B" || fail "pinning two points showed no morph"
-screen | grep -qF "slerp" || fail "no spherical morph strip"
+wait_for "slerp" 5 || fail "no spherical morph strip"
 tmx send-keys -t t Escape
 wait_gone "morph from A" || fail "Esc did not clear the pins"
 
@@ -76,21 +76,21 @@ tmx send-keys -t t "3"
 wait_for "seed 0" || fail "no generate screen"
 tmx send-keys -t t "r"
 wait_for "seed 1" || fail "r did not draw new digits"
-screen | grep -qF "▀" || fail "no generated digits"
+wait_for "▀" 5 || fail "no generated digits"
 # compare: the grid's table beside the study's verdicts, then side by side
 tmx send-keys -t t "4"
 wait_for "the study's verdict" || fail "no comparison table"
-screen | grep -qF "vae-dense-d4-b1" || fail "the table misses a shipped checkpoint"
+wait_for "vae-dense-d4-b1" 5 || fail "the table misses a shipped checkpoint"
 tmx send-keys -t t Enter
 wait_for "samples from N(0, I)" 15 || fail "no side-by-side view"
-screen | grep -qF "over-compact" || fail "the study's verdicts are not beside the models"
+wait_for "over-compact" 5 || fail "the study's verdicts are not beside the models"
 tmx send-keys -t t "1"
 wait_for "start/pause/resume" || fail "did not come back to the Train screen"
 
 # help opens and closes
 tmx send-keys -t t "?"
 wait_for "Global" || fail "help did not open"
-screen | grep -qF "start/pause/resume" || fail "help does not list the Train keys"
+wait_for "start/pause/resume" 5 || fail "help does not list the Train keys"
 tmx send-keys -t t Escape
 wait_gone "Global" || fail "help did not close"
 
