@@ -12,6 +12,9 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -683,4 +686,45 @@ int ckpt_write(const char *path, const CkptTensorView *tensors, int ntensors, co
     else rc = write_atomically(path, json, tensors, ntensors, data_bytes, e);
     free(json);
     return rc ? err_prefix(e, "%s", path) : 0;
+}
+
+/* ------------------------------------------------------------- metadata */
+
+void ckpt_meta_add(CkptMetaList *l, const char *key, const char *fmt, ...)
+{
+    if (l->n >= CKPT_META_MAX) return;
+    snprintf(l->store[l->n][0], sizeof l->store[0][0], "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->store[l->n][1], sizeof l->store[0][1], fmt, ap);
+    va_end(ap);
+    l->items[l->n] = (CkptMeta){l->store[l->n][0], l->store[l->n][1]};
+    l->n++;
+}
+
+int ckpt_meta_long(const Checkpoint *ck, const char *key, long long lo, long long hi,
+                   long long *out, Err *e)
+{
+    const char *s = ckpt_meta_get(ck, key);
+    if (!s) return err_set(e, "metadata key \"%s\" is missing", key);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return err_set(e, "metadata \"%s\" = \"%s\" is not an integer in %lld..%lld", key, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int ckpt_meta_double(const Checkpoint *ck, const char *key, double *out, Err *e)
+{
+    const char *s = ckpt_meta_get(ck, key);
+    if (!s) return err_set(e, "metadata key \"%s\" is missing", key);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return err_set(e, "metadata \"%s\" = \"%s\" is not a number", key, s);
+    *out = v;
+    return 0;
 }

@@ -5,8 +5,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <jansson.h>
+#include <stdint.h>
 
 #include "genlab/blas.h"
+#include "genlab/dataset.h"
+#include "genlab/image.h"
 
 int cli_fail(const char *cmd, const Err *e)
 {
@@ -76,4 +80,34 @@ int cli_float(const char *cmd, const char *opt, const char *s, double lo, double
 void cli_set_threads(int threads)
 {
     if (threads > 0) blas_set_threads(threads);
+}
+
+void cli_print_json(json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    if (s) puts(s);
+    free(s);
+    json_decref(obj);
+}
+
+/* Usage error (-1) when the output's extension names no image format. */
+int cli_check_image_name(const char *cmd, const char *out)
+{
+    if (image_format_from_name(out) != IMG_UNKNOWN) return 0;
+    cli_usage_error(cmd, "--out %s: unknown image format (use .png, .pgm or .idx)", out);
+    return -1;
+}
+
+/* Writes images as one grid file, reporting failure in CLI style. */
+int cli_write_grid(const char *cmd, const char *path, const float *imgs, int n, int cols)
+{
+    Err e;
+    uint8_t *bytes = malloc((size_t)n * MNIST_PIXELS);
+    if (!bytes) return err_set(&e, "out of memory"), cli_fail(cmd, &e);
+    image_to_bytes(imgs, (int64_t)n * MNIST_PIXELS, bytes);
+    int rc = image_write(path, bytes, n, MNIST_SIDE, cols, &e);
+    free(bytes);
+    if (rc) return cli_fail(cmd, &e);
+    fprintf(stderr, "wrote %s\n", path);
+    return 0;
 }

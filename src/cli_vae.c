@@ -22,17 +22,6 @@
 #include "genlab/train.h"
 #include "genlab_config.h"
 
-/* getopt_long over the arguments after the command name. */
-#define FOR_EACH_OPT(c, argc, argv, longopts)                                                  \
-    for (optind = 1, opterr = 1; ((c) = getopt_long((argc), (argv), "h", (longopts), NULL)) != -1;)
-
-static void print_json(json_t *obj)
-{
-    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    if (s) puts(s);
-    free(s);
-    json_decref(obj);
-}
 
 /* Options most commands share. */
 typedef struct {
@@ -121,7 +110,7 @@ static int info_model(VaeConfig cfg, int json)
                                                     "kind", rows[i].kind, "output", rows[i].out_c,
                                                     rows[i].out_h, rows[i].out_w, "params",
                                                     (json_int_t)rows[i].params, "flops", rows[i].flops));
-        print_json(json_pack("{s:s,s:i,s:I,s:f,s:o}", "arch", vae_arch_name(cfg.arch), "latent",
+        cli_print_json(json_pack("{s:s,s:i,s:I,s:f,s:o}", "arch", vae_arch_name(cfg.arch), "latent",
                              cfg.latent, "params", (json_int_t)params, "flops_per_image", flops,
                              "layers", layers));
         return 0;
@@ -156,7 +145,7 @@ static int info_checkpoint(const char *cmd, const char *path, int json)
             for (int d = 0; d < ck.tensors[i].ndim; d++) json_array_append_new(shape, json_integer(ck.tensors[i].shape[d]));
             json_array_append_new(tensors, json_pack("{s:s,s:o}", "name", ck.tensors[i].name, "shape", shape));
         }
-        print_json(json_pack("{s:s,s:o,s:o,s:I}", "file", path, "metadata", meta, "tensors", tensors,
+        cli_print_json(json_pack("{s:s,s:o,s:o,s:I}", "file", path, "metadata", meta, "tensors", tensors,
                              "tensor_bytes", (json_int_t)total));
     } else {
         printf("%s\n\n", path);
@@ -179,7 +168,7 @@ static int info_system(int json)
     int have_assets = paths_assets_dir(assets, sizeof assets, &e1) == 0;
     int have_ckpts = paths_checkpoints_dir(ckdir, sizeof ckdir, &e2) == 0;
     if (json) {
-        print_json(json_pack("{s:s,s:s,s:s,s:b,s:i}", "version", GENLAB_VERSION, "assets",
+        cli_print_json(json_pack("{s:s,s:s,s:s,s:b,s:i}", "version", GENLAB_VERSION, "assets",
                              have_assets ? assets : "", "checkpoints", have_ckpts ? ckdir : "",
                              "blas_core", blas_core_name(), "blas_core_forced",
                              blas_kernel_was_forced(), "threads", blas_get_threads()));
@@ -337,7 +326,7 @@ static void print_train_result(const Trainer *t, const char *out, const EvalResu
                           t->train_seconds > 0 ? t->images_seen / t->train_seconds : 0.0, "study",
                           "bce", study->bce, "bce_mu", study->bce_mu, "kld", study->kld, "loss",
                           study->bce + t->cfg.beta * study->kld, "n", study->n);
-    print_json(o);
+    cli_print_json(o);
 }
 
 typedef struct {
@@ -557,7 +546,7 @@ int cmd_eval(int argc, char **argv)
         float beta = ckpt_beta(&s.ck);
         double loss = r.bce + beta * r.kld;
         if (a.o.json)
-            print_json(json_pack("{s:s,s:s,s:i,s:f,s:f,s:f,s:f,s:f}", "ckpt", s.path, "split",
+            cli_print_json(json_pack("{s:s,s:s,s:i,s:f,s:f,s:f,s:f,s:f}", "ckpt", s.path, "split",
                                  split_name(a.o.split), "n", r.n, "bce", r.bce, "bce_mu", r.bce_mu,
                                  "kld", r.kld, "loss", loss, "beta", (double)beta));
         else
@@ -583,29 +572,7 @@ static const char recon_help[] =
     "                originals followed by the N reconstructions\n"
     "  --split S     study (default) or official test images\n";
 
-/* Usage error (-1) when the output's extension names no image format. */
-static int check_image_name(const char *cmd, const char *out)
-{
-    if (image_format_from_name(out) != IMG_UNKNOWN) return 0;
-    cli_usage_error(cmd, "--out %s: unknown image format (use .png, .pgm or .idx)", out);
-    return -1;
-}
-
 static int default_cols(int n) { return (int)ceil(sqrt((double)n)); }
-
-/* Writes images as one grid file, reporting failure in CLI style. */
-static int write_grid(const char *cmd, const char *path, const float *imgs, int n, int cols)
-{
-    Err e;
-    uint8_t *bytes = malloc((size_t)n * MNIST_PIXELS);
-    if (!bytes) return err_set(&e, "out of memory"), cli_fail(cmd, &e);
-    image_to_bytes(imgs, (int64_t)n * MNIST_PIXELS, bytes);
-    int rc = image_write(path, bytes, n, MNIST_SIDE, cols, &e);
-    free(bytes);
-    if (rc) return cli_fail(cmd, &e);
-    fprintf(stderr, "wrote %s\n", path);
-    return 0;
-}
 
 /* The indices of the first n images of a split, and the file they index. */
 static const Dataset *split_images(const StudyData *d, EvalSplit split, int n, int32_t *idx)
@@ -621,7 +588,7 @@ int cmd_recon(int argc, char **argv)
     if (rc) return rc < 0 ? 0 : rc;
     const char *out = a.o.out ? a.o.out : "recon.png";
     Err e;
-    if (check_image_name("recon", out)) return 2;
+    if (cli_check_image_name("recon", out)) return 2;
     int max = a.o.split == SPLIT_STUDY ? STUDY_TEST_N : MNIST_TEST_N;
     if (a.n > max) return cli_usage_error("recon", "--n: the %s split has %d images", split_name(a.o.split), max);
     Session s;
@@ -641,9 +608,9 @@ int cmd_recon(int argc, char **argv)
         if (image_format_from_name(out) == IMG_IDX) {
             memmove(grid + (size_t)a.n * MNIST_PIXELS, grid + (size_t)cells * MNIST_PIXELS,
                     (size_t)a.n * MNIST_PIXELS * sizeof *grid);
-            rc = write_grid("recon", out, grid, 2 * a.n, cols);
+            rc = cli_write_grid("recon", out, grid, 2 * a.n, cols);
         } else {
-            rc = write_grid("recon", out, grid, 2 * cells, cols);
+            rc = cli_write_grid("recon", out, grid, 2 * cells, cols);
         }
     }
     free(grid);
@@ -673,14 +640,14 @@ int cmd_sample(int argc, char **argv)
     int rc = parse_model_args("sample", sample_help, argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
     const char *out = a.o.out ? a.o.out : "samples.png";
-    if (check_image_name("sample", out)) return 2;
+    if (cli_check_image_name("sample", out)) return 2;
     Session s;
     if (open_session("sample", &a, &s, 0)) return 1;
     Err e;
     float *img = malloc((size_t)a.n * MNIST_PIXELS * sizeof *img);
     if (!img) rc = cli_fail("sample", (err_set(&e, "out of memory"), &e));
     else if (vae_sample_prior(&s.m, a.seed, a.temperature, a.n, img, &e)) rc = cli_fail("sample", &e);
-    else rc = write_grid("sample", out, img, a.n, a.cols ? a.cols : default_cols(a.n));
+    else rc = cli_write_grid("sample", out, img, a.n, a.cols ? a.cols : default_cols(a.n));
     free(img);
     close_session(&s);
     return rc;

@@ -469,73 +469,50 @@ int trainer_run(Trainer *t, const TrainHooks *h, Err *e)
 
 /* ------------------------------------------------------------ checkpoints */
 
-#define MAX_META 40
-
-typedef struct {
-    CkptMeta items[MAX_META];
-    char store[MAX_META][2][96];
-    int n;
-} MetaList;
-
-static void meta_add(MetaList *l, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void meta_add(MetaList *l, const char *key, const char *fmt, ...)
-{
-    if (l->n >= MAX_META) return;
-    snprintf(l->store[l->n][0], sizeof l->store[0][0], "%s", key);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(l->store[l->n][1], sizeof l->store[0][1], fmt, ap);
-    va_end(ap);
-    l->items[l->n] = (CkptMeta){l->store[l->n][0], l->store[l->n][1]};
-    l->n++;
-}
-
-static void describe_run(MetaList *l, const Trainer *t, int with_state)
+static void describe_run(CkptMetaList *l, const Trainer *t, int with_state)
 {
     const TrainConfig *c = &t->cfg;
-    meta_add(l, "format", FORMAT_NAME);
-    meta_add(l, "format_version", FORMAT_VERSION);
-    meta_add(l, "genlab_version", "%s", GENLAB_VERSION);
-    meta_add(l, "arch", "%s", vae_arch_name(c->model.arch));
-    meta_add(l, "latent", "%d", c->model.latent);
-    meta_add(l, "params", "%zu", t->model.nparams);
-    meta_add(l, "beta", "%.9g", c->beta);
-    meta_add(l, "beta_warmup_epochs", "%d", c->beta_warmup_epochs);
-    meta_add(l, "epochs", "%d", c->epochs);
-    meta_add(l, "batch", "%d", c->batch);
-    meta_add(l, "lr", "%.9g", c->lr);
-    meta_add(l, "seed", "%" PRIu64, c->seed);
-    meta_add(l, "train_images", "%d", t->ntrain);
-    meta_add(l, "epoch", "%d", t->epoch);
-    meta_add(l, "batch_in_epoch", "%d", t->batch_in_epoch);
-    meta_add(l, "step", "%" PRId64, t->step);
-    meta_add(l, "images_seen", "%" PRId64, t->images_seen);
-    meta_add(l, "train_seconds", "%.3f", t->train_seconds);
-    meta_add(l, "rng", "counter-based xoshiro256**: data order (seed,%d,epoch), noise (seed,%d,step), eval (%d,%d,0)",
+    ckpt_meta_add(l, "format", FORMAT_NAME);
+    ckpt_meta_add(l, "format_version", FORMAT_VERSION);
+    ckpt_meta_add(l, "genlab_version", "%s", GENLAB_VERSION);
+    ckpt_meta_add(l, "arch", "%s", vae_arch_name(c->model.arch));
+    ckpt_meta_add(l, "latent", "%d", c->model.latent);
+    ckpt_meta_add(l, "params", "%zu", t->model.nparams);
+    ckpt_meta_add(l, "beta", "%.9g", c->beta);
+    ckpt_meta_add(l, "beta_warmup_epochs", "%d", c->beta_warmup_epochs);
+    ckpt_meta_add(l, "epochs", "%d", c->epochs);
+    ckpt_meta_add(l, "batch", "%d", c->batch);
+    ckpt_meta_add(l, "lr", "%.9g", c->lr);
+    ckpt_meta_add(l, "seed", "%" PRIu64, c->seed);
+    ckpt_meta_add(l, "train_images", "%d", t->ntrain);
+    ckpt_meta_add(l, "epoch", "%d", t->epoch);
+    ckpt_meta_add(l, "batch_in_epoch", "%d", t->batch_in_epoch);
+    ckpt_meta_add(l, "step", "%" PRId64, t->step);
+    ckpt_meta_add(l, "images_seen", "%" PRId64, t->images_seen);
+    ckpt_meta_add(l, "train_seconds", "%.3f", t->train_seconds);
+    ckpt_meta_add(l, "rng", "counter-based xoshiro256**: data order (seed,%d,epoch), noise (seed,%d,step), eval (%d,%d,0)",
              RNG_DATA, RNG_NOISE, EVAL_SEED, RNG_EVAL);
-    meta_add(l, "state", "%s", with_state ? "training (Adam moments included; --resume reads it)" : "weights only");
-    if (with_state) meta_add(l, "adam_t", "%" PRId64, t->opt.t);
-    meta_add(l, "blas_core", "%s", blas_core_name());
-    meta_add(l, "threads", "%d", c->threads);
+    ckpt_meta_add(l, "state", "%s", with_state ? "training (Adam moments included; --resume reads it)" : "weights only");
+    if (with_state) ckpt_meta_add(l, "adam_t", "%" PRId64, t->opt.t);
+    ckpt_meta_add(l, "blas_core", "%s", blas_core_name());
+    ckpt_meta_add(l, "threads", "%d", c->threads);
     if (t->epoch > 0 && t->train_seconds > 0) {
         double epochs_done = (double)t->images_seen / t->ntrain;
-        meta_add(l, "seconds_per_epoch", "%.3f", t->train_seconds / epochs_done);
+        ckpt_meta_add(l, "seconds_per_epoch", "%.3f", t->train_seconds / epochs_done);
     }
-    if (t->train_seconds > 0) meta_add(l, "images_per_second", "%.1f", (double)t->images_seen / t->train_seconds);
+    if (t->train_seconds > 0) ckpt_meta_add(l, "images_per_second", "%.1f", (double)t->images_seen / t->train_seconds);
 }
 
-static void describe_metrics(MetaList *l, const EvalResult *study, const EvalResult *official)
+static void describe_metrics(CkptMetaList *l, const EvalResult *study, const EvalResult *official)
 {
-    meta_add(l, "test_images", "%d", study->n);
-    meta_add(l, "official_images", "%d", official->n);
-    meta_add(l, "test_bce", "%.6f", study->bce);
-    meta_add(l, "test_bce_mu", "%.6f", study->bce_mu);
-    meta_add(l, "test_kld", "%.6f", study->kld);
-    meta_add(l, "official_bce", "%.6f", official->bce);
-    meta_add(l, "official_bce_mu", "%.6f", official->bce_mu);
-    meta_add(l, "official_kld", "%.6f", official->kld);
+    ckpt_meta_add(l, "test_images", "%d", study->n);
+    ckpt_meta_add(l, "official_images", "%d", official->n);
+    ckpt_meta_add(l, "test_bce", "%.6f", study->bce);
+    ckpt_meta_add(l, "test_bce_mu", "%.6f", study->bce_mu);
+    ckpt_meta_add(l, "test_kld", "%.6f", study->kld);
+    ckpt_meta_add(l, "official_bce", "%.6f", official->bce);
+    ckpt_meta_add(l, "official_bce_mu", "%.6f", official->bce_mu);
+    ckpt_meta_add(l, "official_kld", "%.6f", official->kld);
 }
 
 /* Tensor views of the weights and, with state, of Adam's moments. The
@@ -566,7 +543,7 @@ int trainer_save(Trainer *t, const char *path, int with_state, Err *e)
         if (trainer_evaluate(t, SPLIT_STUDY, &study, e)) return -1;
     }
     if (trainer_evaluate(t, SPLIT_OFFICIAL, &official, e)) return -1;
-    MetaList meta = {.n = 0};
+    CkptMetaList meta = {.n = 0};
     describe_run(&meta, t, with_state);
     describe_metrics(&meta, &study, &official);
     CkptTensorView views[3 * VAE_MAX_TENSORS];
@@ -576,33 +553,6 @@ int trainer_save(Trainer *t, const char *path, int with_state, Err *e)
 }
 
 /* ---------------------------------------------------------------- loading */
-
-static int meta_long(const Checkpoint *ck, const char *key, long long lo, long long hi,
-                     long long *out, Err *e)
-{
-    const char *s = ckpt_meta_get(ck, key);
-    if (!s) return err_set(e, "metadata key \"%s\" is missing", key);
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return err_set(e, "metadata \"%s\" = \"%s\" is not an integer in %lld..%lld", key, s, lo, hi);
-    *out = v;
-    return 0;
-}
-
-static int meta_double(const Checkpoint *ck, const char *key, double *out, Err *e)
-{
-    const char *s = ckpt_meta_get(ck, key);
-    if (!s) return err_set(e, "metadata key \"%s\" is missing", key);
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
-        return err_set(e, "metadata \"%s\" = \"%s\" is not a number", key, s);
-    *out = v;
-    return 0;
-}
 
 static int read_model_config(const Checkpoint *ck, VaeConfig *cfg, Err *e)
 {
@@ -614,7 +564,7 @@ static int read_model_config(const Checkpoint *ck, VaeConfig *cfg, Err *e)
     if (!arch || vae_arch_parse(arch, &cfg->arch))
         return err_set(e, "metadata \"arch\" is \"%s\", expected conv or dense", arch ? arch : "missing");
     long long latent;
-    if (meta_long(ck, "latent", 1, VAE_MAX_LATENT, &latent, e)) return -1;
+    if (ckpt_meta_long(ck, "latent", 1, VAE_MAX_LATENT, &latent, e)) return -1;
     cfg->latent = (int)latent;
     return 0;
 }
@@ -652,21 +602,21 @@ static int read_train_config(const Checkpoint *ck, TrainConfig *c, Err *e)
     double d;
     *c = train_config_default();
     if (read_model_config(ck, &c->model, e)) return -1;
-    if (meta_double(ck, "beta", &d, e)) return -1;
+    if (ckpt_meta_double(ck, "beta", &d, e)) return -1;
     c->beta = (float)d;
-    if (meta_long(ck, "beta_warmup_epochs", 0, 100000, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "beta_warmup_epochs", 0, 100000, &v, e)) return -1;
     c->beta_warmup_epochs = (int)v;
-    if (meta_long(ck, "epochs", 1, 100000, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "epochs", 1, 100000, &v, e)) return -1;
     c->epochs = (int)v;
-    if (meta_long(ck, "batch", 1, 4096, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "batch", 1, 4096, &v, e)) return -1;
     c->batch = (int)v;
-    if (meta_double(ck, "lr", &d, e)) return -1;
+    if (ckpt_meta_double(ck, "lr", &d, e)) return -1;
     c->lr = (float)d;
-    if (meta_long(ck, "seed", 0, INT64_MAX, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "seed", 0, INT64_MAX, &v, e)) return -1;
     c->seed = (uint64_t)v;
-    if (meta_long(ck, "train_images", 1, STUDY_TRAIN_N, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "train_images", 1, STUDY_TRAIN_N, &v, e)) return -1;
     c->train_limit = v == STUDY_TRAIN_N ? 0 : (int)v;
-    if (meta_long(ck, "threads", 1, POOL_MAX, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "threads", 1, POOL_MAX, &v, e)) return -1;
     c->threads = (int)v;
     return 0;
 }
@@ -675,17 +625,17 @@ static int read_progress(const Checkpoint *ck, Trainer *t, Err *e)
 {
     long long v;
     double d;
-    if (meta_long(ck, "epoch", 0, t->cfg.epochs, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "epoch", 0, t->cfg.epochs, &v, e)) return -1;
     t->epoch = (int)v;
-    if (meta_long(ck, "batch_in_epoch", 0, batches_per_epoch(t), &v, e)) return -1;
+    if (ckpt_meta_long(ck, "batch_in_epoch", 0, batches_per_epoch(t), &v, e)) return -1;
     t->batch_in_epoch = (int)v;
-    if (meta_long(ck, "step", 0, INT64_MAX, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "step", 0, INT64_MAX, &v, e)) return -1;
     t->step = v;
-    if (meta_long(ck, "images_seen", 0, INT64_MAX, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "images_seen", 0, INT64_MAX, &v, e)) return -1;
     t->images_seen = v;
-    if (meta_long(ck, "adam_t", 0, INT64_MAX, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "adam_t", 0, INT64_MAX, &v, e)) return -1;
     t->opt.t = v;
-    if (meta_double(ck, "train_seconds", &d, e)) return -1;
+    if (ckpt_meta_double(ck, "train_seconds", &d, e)) return -1;
     t->train_seconds = d;
     return 0;
 }

@@ -84,4 +84,21 @@ const char *ckpt_meta_get(const Checkpoint *c, const char *key);
 int ckpt_load_f32(const Checkpoint *c, const char *name, int ndim, const int64_t *shape,
                   float *dst, Err *e);
 
+
+/* Metadata being assembled for ckpt_write (values formatted as text). */
+#define CKPT_META_MAX 48
+typedef struct {
+    CkptMeta items[CKPT_META_MAX];
+    char store[CKPT_META_MAX][2][128];
+    int n;
+} CkptMetaList;
+/* Appends key = printf(fmt, …); entries beyond CKPT_META_MAX are dropped. */
+void ckpt_meta_add(CkptMetaList *l, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Reads metadata `key` as an integer in lo..hi or a finite number; the
+ * error names the key and the value found. */
+int ckpt_meta_long(const Checkpoint *ck, const char *key, long long lo, long long hi,
+                   long long *out, Err *e);
+int ckpt_meta_double(const Checkpoint *ck, const char *key, double *out, Err *e);
+
 #endif
