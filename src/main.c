@@ -22,6 +22,7 @@ static const Command commands[] = {
     {"recon", cmd_recon, "test digits and their reconstructions, as an image"},
     {"sample", cmd_sample, "digits decoded from the prior, as an image"},
     {"encode", cmd_encode, "μ and log σ² of every test image, as TSV"},
+    {"ddpm", cmd_ddpm, "the diffusion model: info, train, eval, sample"},
 };
 
 static void usage(FILE *f)

@@ -53,3 +53,11 @@ int paths_default_vae(char *out, size_t cap, Err *e)
     snprintf(out, cap, "%s/vae-conv-d2-b1.safetensors.zst", dir);
     return 0;
 }
+
+int paths_default_ddpm(char *out, size_t cap, Err *e)
+{
+    char dir[4000];
+    if (paths_checkpoints_dir(dir, sizeof dir, e)) return -1;
+    snprintf(out, cap, "%s/ddpm.safetensors.zst", dir);
+    return 0;
+}

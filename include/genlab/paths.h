@@ -20,5 +20,7 @@ int paths_checkpoints_dir(char *out, size_t cap, Err *e);
 /* The model genlab opens on when none is named: the shipped conv VAE
  * (d = 2, β = 1). */
 int paths_default_vae(char *out, size_t cap, Err *e);
+/* The shipped DDPM: <checkpoints>/ddpm.safetensors.zst. */
+int paths_default_ddpm(char *out, size_t cap, Err *e);
 
 #endif
