@@ -83,7 +83,8 @@ static double check_close(const char *what, const float *got, const float *ref_f
         double ref = ref_f ? ref_f[i] : ref_d[i];
         if (fabs(ref) > maxref) maxref = fabs(ref);
         double d = fabs((double)got[i] - ref);
-        if (!(d <= maxdiff)) { /* also catches NaN */
+        /* a NaN wins and stays: once maxdiff is NaN, no later element replaces it */
+        if (isnan(d) ? !isnan(maxdiff) : d > maxdiff) {
             maxdiff = d;
             worst = i;
         }
