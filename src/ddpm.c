@@ -80,11 +80,6 @@ static void free_replicas(Unet *r, int n)
 
 /* ------------------------------------------------------------- evaluation */
 
-typedef struct {
-    double sum, sum_sq; /* of per-image losses */
-    int n;
-} EvalSums;
-
 /* Image i's draws: t_k = ⌊(k + u)·T/K⌋ and its noise, from (EVAL_SEED,
  * RNG_EVAL, i), so results do not depend on batching or workers. */
 static void eval_draws(int i, int T, int *t, float *eps)
@@ -99,9 +94,10 @@ static void eval_draws(int i, int T, int *t, float *eps)
     rng_fill_normal(&r, eps, (int64_t)DDPM_EVAL_DRAWS * MNIST_PIXELS);
 }
 
-/* Images idx[lo..hi), DDPM_EVAL_DRAWS forwards each, in batches that fit m. */
+/* Images idx[lo..hi), DDPM_EVAL_DRAWS forwards each, in batches that fit
+ * m; image i's loss goes to losses[i]. */
 static int eval_range(Unet *m, const Schedule *s, const Dataset *file, const int32_t *idx, int lo,
-                      int hi, EvalSums *sums, Err *e)
+                      int hi, double *losses, Err *e)
 {
     const int K = DDPM_EVAL_DRAWS, per = m->cap / K, D = MNIST_PIXELS;
     const size_t cap = (size_t)per * K * D;
@@ -119,24 +115,24 @@ static int eval_range(Unet *m, const Schedule *s, const Dataset *file, const int
         for (int b = 0; b < n; b++) eval_draws(i + b, s->T, t + b * K, eps + (size_t)b * K * D);
         q_sample(xt, x0, eps, t, n * K, D, s);
         unet_forward(m, pred, xt, t, n * K);
-        for (int b = 0; b < n; b++) {
-            double l = mse_forward(pred + (size_t)b * K * D, eps + (size_t)b * K * D, (size_t)K * D);
-            sums->sum += l;
-            sums->sum_sq += l * l;
-            sums->n++;
-        }
+        for (int b = 0; b < n; b++)
+            losses[i + b] = mse_forward(pred + (size_t)b * K * D, eps + (size_t)b * K * D, (size_t)K * D);
     }
     free(x0), free(xt), free(eps), free(pred), free(t);
     return rc;
 }
 
-static DdpmEval eval_result(const EvalSums *s)
+/* Mean and standard error, summed in image order: the figure does not
+ * depend on how many workers computed it. */
+static DdpmEval eval_result(const double *losses, int n)
 {
-    DdpmEval r = {.n = s->n};
-    if (s->n == 0) return r;
-    r.loss = s->sum / s->n;
-    double var = s->n > 1 ? (s->sum_sq - s->n * r.loss * r.loss) / (s->n - 1) : 0.0;
-    r.stderr_ = sqrt(var > 0 ? var / s->n : 0.0);
+    DdpmEval r = {.n = n};
+    if (n == 0) return r;
+    double sum = 0, sq = 0;
+    for (int i = 0; i < n; i++) sum += losses[i];
+    r.loss = sum / n;
+    for (int i = 0; i < n; i++) sq += (losses[i] - r.loss) * (losses[i] - r.loss);
+    r.stderr_ = n > 1 ? sqrt(sq / (n - 1) / n) : 0.0;
     return r;
 }
 
@@ -146,7 +142,7 @@ typedef struct {
     const Dataset *file;
     const int32_t *idx;
     int n;
-    EvalSums sums[POOL_MAX];
+    double *losses; /* [n] */
     int rc[POOL_MAX];
     Err err[POOL_MAX];
 } EvalJob;
@@ -156,7 +152,7 @@ static void eval_share(void *ctx, int w, int nw)
     EvalJob *j = ctx;
     size_t lo, hi;
     share((size_t)j->n, w, nw, &lo, &hi);
-    j->rc[w] = eval_range(&j->models[w], j->sched, j->file, j->idx, (int)lo, (int)hi, &j->sums[w],
+    j->rc[w] = eval_range(&j->models[w], j->sched, j->file, j->idx, (int)lo, (int)hi, j->losses,
                           &j->err[w]);
 }
 
@@ -177,16 +173,15 @@ static int evaluate_on(Pool *pool, Unet *models, const Schedule *s, const StudyD
     EvalJob *j = calloc(1, sizeof *j);
     if (!j) return err_set(e, "out of memory for evaluation");
     int32_t *idx = split_indices(d, split, &j->n);
-    int rc = idx ? 0 : err_set(e, "out of memory for the evaluation indices");
+    j->losses = malloc((size_t)j->n * sizeof *j->losses);
+    int rc = idx && j->losses ? 0 : err_set(e, "out of memory for the evaluation");
     if (limit > 0 && limit < j->n) j->n = limit;
     j->models = models, j->sched = s, j->file = split_file(d, split), j->idx = idx;
     if (rc == 0) pool_run(pool, eval_share, j);
-    EvalSums total = {0};
-    for (int w = 0; rc == 0 && w < pool_size(pool); w++) {
+    for (int w = 0; rc == 0 && w < pool_size(pool); w++)
         if (j->rc[w]) rc = err_set(e, "%s", j->err[w].msg);
-        total.sum += j->sums[w].sum, total.sum_sq += j->sums[w].sum_sq, total.n += j->sums[w].n;
-    }
-    if (rc == 0) *out = eval_result(&total);
+    if (rc == 0) *out = eval_result(j->losses, j->n);
+    free(j->losses);
     free(idx);
     free(j);
     return rc;
