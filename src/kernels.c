@@ -199,6 +199,77 @@ void conv2d_backward(float *din, float *dw, float *db, float *ws, const float *d
     col2im_batch(din, dcol, s, B);
 }
 
+/* ------------------------------------------------ conv2d, streamed by chunk
+ *
+ * The same convolution, with the im2col made for a few images at a time
+ * (a chunk) into a small buffer that stays in cache while the GEMM packs
+ * it: at 28×28 the whole batch's im2col is 9× the input and tens of MB,
+ * and streaming it through memory three times (im2col, GEMM packing,
+ * backward's re-read) cost more than the multiply. A chunk holds at least
+ * STREAM_MIN_COLS output pixels, so that small images still make wide
+ * GEMMs, and at most about STREAM_CHUNK_FLOATS of im2col otherwise. With one
+ * image per chunk the GEMM writes NCHW directly. */
+
+#define STREAM_MIN_COLS 256
+#define STREAM_CHUNK_FLOATS (128 * 1024)
+
+static int stream_chunk(const ConvShape *s, int B)
+{
+    const size_t P = out_pixels(s), per = col_rows(s) * P;
+    size_t g = STREAM_CHUNK_FLOATS / per;
+    size_t min_g = (STREAM_MIN_COLS + P - 1) / P;
+    if (g < min_g) g = min_g;
+    if (g < 1) g = 1;
+    return g > (size_t)B ? B : (int)g;
+}
+
+size_t conv_stream_workspace_floats(const ConvShape *s, int B)
+{
+    /* backward: col and dcol [R, gP], and dout in channel-major [K, gP] */
+    return (2 * col_rows(s) + (size_t)s->out_c) * out_pixels(s) * (size_t)stream_chunk(s, B);
+}
+
+void conv2d_stream_forward(float *out, float *ws, const float *in, const float *w, const float *b,
+                           const ConvShape *s, int B)
+{
+    const int R = (int)col_rows(s), g = stream_chunk(s, B);
+    const size_t P = out_pixels(s), in_img = (size_t)s->in_c * s->in_h * s->in_w, out_img = (size_t)s->out_c * P;
+    float *col = ws, *res = ws + (size_t)R * P * g;
+    for (int b0 = 0; b0 < B; b0 += g) {
+        const int n = B - b0 < g ? B - b0 : g, N = (int)(P * (size_t)n);
+        im2col_batch(col, in + b0 * in_img, s, n);
+        float *dst = n == 1 ? out + b0 * out_img : res;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_c, N, R, 1.0f, w, R, col, N, 0.0f,
+                    dst, N);
+        if (n > 1) cmajor_to_nchw(out + b0 * out_img, res, n, s->out_c, P);
+    }
+    add_channel_bias(out, b, B, s->out_c, P);
+}
+
+void conv2d_stream_backward(float *din, float *dw, float *db, float *ws, const float *dout,
+                            const float *in, const float *w, const ConvShape *s, int B)
+{
+    const int R = (int)col_rows(s), g = stream_chunk(s, B);
+    const size_t P = out_pixels(s), in_img = (size_t)s->in_c * s->in_h * s->in_w, out_img = (size_t)s->out_c * P;
+    float *col = ws, *dcol = ws + (size_t)R * P * g, *dT = dcol + (size_t)R * P * g;
+    sum_channel_grad(db, dout, B, s->out_c, P);
+    for (int b0 = 0; b0 < B; b0 += g) {
+        const int n = B - b0 < g ? B - b0 : g, N = (int)(P * (size_t)n);
+        im2col_batch(col, in + b0 * in_img, s, n);
+        const float *d = dout + b0 * out_img;
+        if (n > 1) {
+            nchw_to_cmajor(dT, d, n, s->out_c, P);
+            d = dT;
+        }
+        /* dW[K, R] += d[K, N] · colᵀ[N, R] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->out_c, R, N, 1.0f, d, N, col, N, 1.0f, dw, R);
+        if (!din) continue;
+        /* dcol[R, N] = Wᵀ[R, K] · d[K, N] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, N, s->out_c, 1.0f, w, R, d, N, 0.0f, dcol, N);
+        col2im_batch(din + b0 * in_img, dcol, s, n);
+    }
+}
+
 /* ------------------------------------------------------- conv_transpose2d */
 
 void convt_forward(float *out, float *ws, const float *in, const float *w, const float *b,

@@ -1,10 +1,8 @@
 /* unet.c — the DDPM's ε-network (layout in unet.h), forward and backward
  * by hand over the kernels of kernels.h and kernels_unet.h.
  *
- * Memory: convolutions do not keep their im2col; backward recomputes it
- * from the conv's input into one shared buffer. The im2col of the 28×28
- * layers is 9× their input, and keeping one per layer would cost more
- * memory traffic than recomputing it. */
+ * Convolutions are the streamed kind (kernels.h): no im2col is kept, a few
+ * images' worth is made in cache when needed, forward and backward. */
 #include "genlab/unet.h"
 
 #include <math.h>
@@ -80,7 +78,7 @@ struct UnetActs {
     float *g_na, *g_d0, *g_cat0, *g_v0, *g_e0, *g_u0, *g_d1, *g_cat1, *g_v1, *g_e1, *g_u1, *g_d2,
         *g_rd2, *g_cat2, *g_m, *g_e2, *g_rm, *g_r2, *g_p1, *g_p0, *g_h0, *g_tmp;
     /* scratch shared by every layer */
-    float *col, *ws, *s1, *s2, *att_scratch, *ev_grad;
+    float *ws, *s1, *s2, *att_scratch, *ev_grad;
 };
 
 UnetConfig unet_default_config(void)
@@ -437,11 +435,6 @@ static void attn_acts(Bump *b, AttnActs *a, const Attn *at, int B, int G)
     a->mean = take(b, (size_t)B * G), a->rstd = take(b, (size_t)B * G);
 }
 
-static size_t conv_col(const ConvShape *s, int B)
-{
-    return (size_t)s->in_c * s->k * s->k * s->out_h * s->out_w * B;
-}
-
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
 static void layout_acts(Bump *b, UnetActs *a, const UnetConfig *c, int B)
@@ -496,12 +489,10 @@ static void layout_acts(Bump *b, UnetActs *a, const UnetConfig *c, int B)
                            &L->enc2.conv1, &L->enc2.conv2, &L->mid.conv1, &L->mid.conv2,
                            &L->dec2.conv1, &L->dec2.conv2, &L->dec1.conv1, &L->dec1.conv2,
                            &L->dec0.conv1, &L->dec0.conv2};
-    size_t col = 0, ws = 0;
-    for (size_t i = 0; i < sizeof convs / sizeof *convs; i++) {
-        col = max_sz(col, conv_col(&convs[i]->s, B));
-        ws = max_sz(ws, conv_workspace_floats(&convs[i]->s, B));
-    }
-    a->col = take(b, col), a->ws = take(b, ws);
+    size_t ws = 0;
+    for (size_t i = 0; i < sizeof convs / sizeof *convs; i++)
+        ws = max_sz(ws, conv_stream_workspace_floats(&convs[i]->s, B));
+    a->ws = take(b, ws);
     size_t per = max_sz(2 * c0 * px0, max_sz(2 * c1 * px1, 3 * c2 * px2));
     a->s1 = take(b, B * per), a->s2 = take(b, B * per);
     a->att_scratch = take(b, px2 * px2);
@@ -536,15 +527,13 @@ static void add_into(float *dst, const float *src, size_t n)
 
 static void conv_fwd(Unet *m, const Conv *c, float *out, const float *in, int B)
 {
-    conv2d_forward(out, m->acts->col, m->acts->ws, in, P(m, c->w), P(m, c->w + 1), &c->s, B);
+    conv2d_stream_forward(out, m->acts->ws, in, P(m, c->w), P(m, c->w + 1), &c->s, B);
 }
 
-/* din may be NULL; in is the conv's forward input (its im2col is rebuilt). */
+/* din may be NULL; in is the conv's forward input (its im2col is remade). */
 static void conv_bwd(Unet *m, const Conv *c, float *din, const float *dout, const float *in, int B)
 {
-    UnetActs *a = m->acts;
-    im2col_batch(a->col, in, &c->s, B);
-    conv2d_backward(din, Gr(m, c->w), Gr(m, c->w + 1), a->ws, dout, a->col, P(m, c->w), &c->s, B);
+    conv2d_stream_backward(din, Gr(m, c->w), Gr(m, c->w + 1), m->acts->ws, dout, in, P(m, c->w), &c->s, B);
 }
 
 static void norm_fwd(Unet *m, const Norm *n, float *out, float *mean, float *rstd, const float *in,

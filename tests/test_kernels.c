@@ -1035,10 +1035,51 @@ static void test_bce_sigmoid_accuracy_sweep(void **state)
     assert_true(fabs(out - 3.720076e-44) <= 2e-45);
 }
 
+/* The streamed Conv2d equals the batched one (itself checked against naive
+ * loops above): one image per chunk at 28×28, several with a partial last
+ * chunk at 7×7, and stride 2. Same GEMM shapes per column block, so only
+ * summation order may differ. */
+static void check_stream_case(int ci, int side, int co, int stride, int B)
+{
+    ConvShape s = conv_shape(ci, side, side, co, 3, stride, 1);
+    const size_t nin = (size_t)B * ci * side * side, nout = (size_t)B * co * s.out_h * s.out_w;
+    const size_t nw = (size_t)co * ci * 9;
+    Rng r;
+    rng_seed(&r, 11, RNG_EVAL, (uint64_t)(ci * 1000 + side));
+    float *in = falloc(nin), *w = falloc(nw), *b = falloc(co), *dout = falloc(nout);
+    fill_uniform(&r, in, nin, -1, 1), fill_uniform(&r, w, nw, -0.3f, 0.3f);
+    fill_uniform(&r, b, co, -1, 1), fill_uniform(&r, dout, nout, -1, 1);
+    float *col = falloc(conv_workspace_floats(&s, B)), *ws = falloc(conv_workspace_floats(&s, B));
+    float *wss = falloc(conv_stream_workspace_floats(&s, B));
+    float *o1 = falloc(nout), *o2 = falloc(nout), *di1 = falloc(nin), *di2 = falloc(nin);
+    float *dw1 = calloc(nw, sizeof *dw1), *dw2 = calloc(nw, sizeof *dw2);
+    float *db1 = calloc(co, sizeof *db1), *db2 = calloc(co, sizeof *db2);
+    conv2d_forward(o1, col, ws, in, w, b, &s, B);
+    conv2d_stream_forward(o2, wss, in, w, b, &s, B);
+    conv2d_backward(di1, dw1, db1, ws, dout, col, w, &s, B);
+    conv2d_stream_backward(di2, dw2, db2, wss, dout, in, w, &s, B);
+    test_check_close("stream conv out", o2, o1, nout, 1e-6);
+    test_check_close("stream conv din", di2, di1, nin, 1e-6);
+    test_check_close("stream conv dw", dw2, dw1, nw, 1e-5);
+    test_check_close("stream conv db", db2, db1, co, 1e-6);
+    free(in), free(w), free(b), free(dout), free(col), free(ws), free(wss), free(o1), free(o2);
+    free(di1), free(di2), free(dw1), free(dw2), free(db1), free(db2);
+}
+
+static void test_conv_stream_matches_batched(void **state)
+{
+    (void)state;
+    check_stream_case(32, 28, 16, 1, 3); /* one image per chunk */
+    check_stream_case(24, 7, 40, 1, 30); /* chunks of 12, 12, 6 */
+    check_stream_case(8, 14, 8, 2, 40);  /* stride 2, chunks of 37 and 3 */
+    check_stream_case(1, 28, 8, 1, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_shapes),
+        cmocka_unit_test(test_conv_stream_matches_batched),
         cmocka_unit_test(test_linear_forward_naive),
         cmocka_unit_test(test_conv2d_forward_naive),
         cmocka_unit_test(test_convt_forward_naive),

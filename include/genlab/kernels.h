@@ -45,6 +45,16 @@ void conv2d_forward(float *out, float *col, float *ws, const float *in, const fl
 void conv2d_backward(float *din, float *dw, float *db, float *ws, const float *dout,
                      const float *col, const float *w, const ConvShape *s, int B);
 
+/* The same Conv2d without keeping the im2col: it is made a few images at a
+ * time into the workspace (conv_stream_workspace_floats), and backward
+ * remakes it from the input. For large activations (the U-Net's 28×28
+ * layers), where the batch's im2col would not fit in any cache. */
+size_t conv_stream_workspace_floats(const ConvShape *s, int B);
+void conv2d_stream_forward(float *out, float *ws, const float *in, const float *w, const float *b,
+                           const ConvShape *s, int B);
+void conv2d_stream_backward(float *din, float *dw, float *db, float *ws, const float *dout,
+                            const float *in, const float *w, const ConvShape *s, int B);
+
 /* ConvTranspose2d (the adjoint of the Conv2d described by s, plus bias):
  * in [B, out_c, out_h, out_w] (the conv's output side), w [out_c, in_c, k, k]
  * (PyTorch's [in, out, k, k] for the transposed conv), b [in_c],
