@@ -108,6 +108,8 @@ GenerateScreen *generate_screen_new(void);
 CompareScreen *compare_screen_new(void);
 void compare_screen_free(CompareScreen *c);
 void generate_screen_free(GenerateScreen *g);
+/* Stops the Diffusion screen's sampling and frees its state (at exit). */
+void diffusion_screen_free(void);
 
 /* Colours of the ten digit classes (scatter points, legends). */
 extern const int16_t digit_colors[10];
