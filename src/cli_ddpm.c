@@ -192,9 +192,10 @@ static void draw_progress(const TrainView *v)
     fflush(stderr);
 }
 
+/* A quick save (no measuring): every few minutes and after each epoch. */
 static void save_now(TrainView *v)
 {
-    if (ddpm_trainer_save(v->t, v->out, 1, &v->save_err)) v->save_failed = 1;
+    if (ddpm_trainer_checkpoint(v->t, v->out, &v->save_err)) v->save_failed = 1;
     v->last_save = wall_now();
 }
 
@@ -299,7 +300,8 @@ static int run_training(DdpmTrainer *t, TrainView *v, int weights_only)
     if (rc) return cli_fail("ddpm train", &e);
     if (v->save_failed) return cli_fail("ddpm train", &v->save_err);
     int interrupted = atomic_load(&g_interrupted);
-    if (ddpm_trainer_save(t, v->out, interrupted || !weights_only, &e)) return cli_fail("ddpm train", &e);
+    rc = interrupted ? ddpm_trainer_checkpoint(t, v->out, &e) : ddpm_trainer_save(t, v->out, !weights_only, &e);
+    if (rc) return cli_fail("ddpm train", &e);
     if (interrupted) {
         fprintf(stderr, "genlab ddpm train: interrupted at epoch %d, step %" PRId64 "; saved %s (continue with --resume %s)\n",
                 t->epoch + 1, t->step, v->out, v->out);
@@ -333,7 +335,7 @@ static int cmd_ddpm_train(int argc, char **argv)
         free(data);
         return cli_fail(cmd, &e);
     }
-    if (a.resume && !a.epochs_set && a.cfg.eval_limit) t.cfg.eval_limit = a.cfg.eval_limit;
+    if (a.resume && a.cfg.eval_limit) t.cfg.eval_limit = a.cfg.eval_limit; /* not saved: per run */
     char out[4096];
     snprintf(out, sizeof out, "%s", a.out ? a.out : a.resume ? a.resume : "ddpm-run.safetensors.zst");
     TrainView v = {.t = &t, .out = out, .tty = isatty(2), .json = a.json, .last_save = wall_now()};

@@ -470,17 +470,19 @@ static void describe_eval(CkptMetaList *l, const char *prefix, const DdpmEval *r
     ckpt_meta_add(l, key, "%d", r->n);
 }
 
-int ddpm_trainer_save(DdpmTrainer *t, const char *path, int with_state, Err *e)
+/* Writes the file; metrics are the study-split figure last measured (and
+ * the step it was measured at) and, when given, the official one. */
+static int write_checkpoint(DdpmTrainer *t, const char *path, int with_state, const DdpmEval *official,
+                            Err *e)
 {
-    DdpmEval study = t->last_test, official;
-    if (t->last_test.n == 0 || t->last_test_step != t->step)
-        if (ddpm_trainer_evaluate(t, SPLIT_STUDY, &study, e)) return -1;
-    if (ddpm_trainer_evaluate(t, SPLIT_OFFICIAL, &official, e)) return -1;
     CkptMetaList meta = {.n = 0};
     describe_run(&meta, t, with_state);
-    ckpt_meta_add(&meta, "train_loss_last_epoch", "%.6f", t->epoch_images ? t->epoch_loss / t->epoch_images : 0.0);
-    describe_eval(&meta, "test", &study);
-    describe_eval(&meta, "official", &official);
+    if (t->epoch_images) ckpt_meta_add(&meta, "train_loss_this_epoch", "%.6f", t->epoch_loss / t->epoch_images);
+    if (t->last_test.n) {
+        describe_eval(&meta, "test", &t->last_test);
+        ckpt_meta_add(&meta, "test_step", "%" PRId64, t->last_test_step);
+    }
+    if (official) describe_eval(&meta, "official", official);
     const Unet *m = &t->model;
     const int parts = with_state ? 4 : 1;
     CkptTensorView *views = calloc((size_t)parts * m->ntensors, sizeof *views);
@@ -499,6 +501,22 @@ int ddpm_trainer_save(DdpmTrainer *t, const char *path, int with_state, Err *e)
     if (rc == 0) rc = ckpt_write(path, views, n, meta.items, meta.n, e);
     free(views), free(names);
     return rc;
+}
+
+int ddpm_trainer_save(DdpmTrainer *t, const char *path, int with_state, Err *e)
+{
+    DdpmEval official;
+    if (t->last_test.n == 0 || t->last_test_step != t->step) {
+        if (ddpm_trainer_evaluate(t, SPLIT_STUDY, &t->last_test, e)) return -1;
+        t->last_test_step = t->step;
+    }
+    if (ddpm_trainer_evaluate(t, SPLIT_OFFICIAL, &official, e)) return -1;
+    return write_checkpoint(t, path, with_state, &official, e);
+}
+
+int ddpm_trainer_checkpoint(DdpmTrainer *t, const char *path, Err *e)
+{
+    return write_checkpoint(t, path, 1, NULL, e);
 }
 
 static int read_model(const Checkpoint *ck, UnetConfig *m, ScheduleKind *sk, int *T, Err *e)

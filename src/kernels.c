@@ -1,4 +1,5 @@
 #include "genlab/kernels.h"
+#include "fastmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -71,6 +72,28 @@ static void valid_range(int i, int stride, int pad, int in_len, int out_len, int
     if (*lo > *hi) *lo = *hi;
 }
 
+/* One kernel offset (i, j) of one channel of one image: each output pixel
+ * receives its input pixel, or zero where that falls in the padding. Every
+ * element is written once (zeroing the plane first would write it twice). */
+static void im2col_plane(float *dst, const float *img, const ConvShape *s, int i, int j, int y0,
+                         int y1, int x0, int x1)
+{
+    const int st = s->stride, p = s->pad, ow = s->out_w;
+    for (int y = 0; y < s->out_h; y++) {
+        float *d = dst + (size_t)y * ow;
+        if (y < y0 || y >= y1) {
+            memset(d, 0, (size_t)ow * sizeof *d);
+            continue;
+        }
+        const float *src = img + (size_t)(y * st - p + i) * s->in_w;
+        for (int x = 0; x < x0; x++) d[x] = 0.0f;
+        if (st == 1) memcpy(d + x0, src + x0 + j - p, (size_t)(x1 - x0) * sizeof *d);
+        else
+            for (int x = x0; x < x1; x++) d[x] = src[x * st + j - p];
+        for (int x = x1; x < ow; x++) d[x] = 0.0f;
+    }
+}
+
 void im2col_batch(float *col, const float *in, const ConvShape *s, int B)
 {
     const int k = s->k, st = s->stride, p = s->pad;
@@ -83,16 +106,10 @@ void im2col_batch(float *col, const float *in, const ConvShape *s, int B)
                 int x0, x1;
                 valid_range(j, st, p, s->in_w, s->out_w, &x0, &x1);
                 float *row = col + ((size_t)(c * k + i) * k + j) * P;
-                for (int b = 0; b < B; b++) {
-                    const float *img = in + ((size_t)b * s->in_c + c) * s->in_h * s->in_w;
-                    float *dst = row + (size_t)b * opix;
-                    memset(dst, 0, opix * sizeof *dst);
-                    for (int y = y0; y < y1; y++) {
-                        const float *src = img + (size_t)(y * st - p + i) * s->in_w;
-                        float *d = dst + (size_t)y * s->out_w;
-                        for (int x = x0; x < x1; x++) d[x] = src[x * st + j - p];
-                    }
-                }
+                for (int b = 0; b < B; b++)
+                    im2col_plane(row + (size_t)b * opix,
+                                 in + ((size_t)b * s->in_c + c) * s->in_h * s->in_w, s, i, j, y0, y1,
+                                 x0, x1);
             }
         }
 }
@@ -319,33 +336,6 @@ void relu_backward(float *dinout, const float *out, size_t n)
     for (size_t i = 0; i < n; i++) dinout[i] = out[i] > 0.0f ? dinout[i] : 0.0f;
 }
 
-/* e^x for x ≤ 0, branch-free so that loops over it vectorise (glibc's
- * expf/log1pf are scalar calls and were a tenth of a conv VAE step).
- * Cephes' expf: x = n·ln2 + r, |r| ≤ ln2/2, a degree-6 polynomial for e^r,
- * 2^n by building the exponent bits; relative error below 2e-7. */
-static inline float exp_nonpos(float x)
-{
-    x = x > -104.0f ? x : -104.0f; /* e^-104 underflows to 0, as expf's does */
-    /* n = round(x / ln 2) by the 1.5·2²³ trick: floorf and rintf calls
-     * would keep the loop scalar */
-    const float magic = 12582912.0f;
-    float n = (x * 1.44269504089f + magic) - magic;
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    /* 2^n as two normal factors, so that results down to the denormals
-     * (n ≥ −150) stay exact */
-    int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - n1;
-    /* a union, not memcpy: GCC vectorises the former */
-    union { int32_t i; float f; } s1 = {.i = (n1 + 127) * (1 << 23)}, s2 = {.i = (n2 + 127) * (1 << 23)};
-    return p * s1.f * s2.f;
-}
-
 /* log(1 + y) for y in [0, 1]: 2·atanh(t) with t = y / (2 + y) ≤ 1/3, whose
  * odd series converges fast (truncation < 1e-8) and which never forms the
  * rounded 1 + y. */
@@ -360,13 +350,6 @@ static inline float log1p_unit(float y)
     p = p * t2 + 1.0f / 3;
     p = p * t2 + 1.0f;
     return 2.0f * t * p;
-}
-
-/* σ(l) through e^−|l|, so that nothing overflows. */
-static inline float sigmoid_stable(float l)
-{
-    float y = exp_nonpos(-fabsf(l));
-    return l >= 0.0f ? 1.0f / (1.0f + y) : y / (1.0f + y);
 }
 
 void sigmoid_forward(float *out, const float *in, size_t n)

@@ -1,5 +1,6 @@
 /* kernels_unet.c — the U-Net layers of kernels_unet.h (llm.c style). */
 #include "genlab/kernels_unet.h"
+#include "fastmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -132,15 +133,17 @@ void groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
 /* ------------------------------------------------------------------ SiLU */
 
 /* x/(1 + e^−x): no branch; at x → −∞ e^−x = inf gives −0, at +∞ it gives x. */
+/* σ from fastmath.h: glibc's expf is a scalar call, and SiLU runs over
+ * every activation of the network twice per step. */
 void silu_forward(float *out, const float *in, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = in[i] / (1.0f + expf(-in[i]));
+    for (size_t i = 0; i < n; i++) out[i] = in[i] * sigmoid_stable(in[i]);
 }
 
 void silu_backward(float *din, const float *dout, const float *in, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        const float x = in[i], s = 1.0f / (1.0f + expf(-x));
+        const float x = in[i], s = sigmoid_stable(x);
         din[i] = dout[i] * s * (1.0f + x * (1.0f - s));
     }
 }

@@ -105,8 +105,13 @@ int ddpm_trainer_run(DdpmTrainer *t, const DdpmHooks *h, Err *e);
 /* Test ε-MSE of the EMA weights (the study split or the official one). */
 int ddpm_trainer_evaluate(DdpmTrainer *t, EvalSplit split, DdpmEval *out, Err *e);
 /* with_state: raw weights and Adam's moments too (for --resume); without,
- * the EMA alone (shipped). Measures the test losses first. */
+ * the EMA alone (shipped). Measures the test losses first (study split
+ * unless measured at this step already, and official). */
 int ddpm_trainer_save(DdpmTrainer *t, const char *path, int with_state, Err *e);
+/* A training checkpoint (with state) that measures nothing: its metrics
+ * are the last study-split figure and the step it was measured at. For
+ * saves every few minutes and on Ctrl-C, which must be quick. */
+int ddpm_trainer_checkpoint(DdpmTrainer *t, const char *path, Err *e);
 
 /* The EMA weights of a DDPM checkpoint, its schedule, and the parsed file
  * (metadata) in ck (free with ckpt_free). */
