@@ -75,6 +75,13 @@ tmx send-keys -t t Left
 wait_change step_t "$t_before" || fail "Left did not step back (t = $t_before)"
 [ "$(frame_no)" -lt "$held" ] || fail "Left did not go back a frame ($held → $(frame_no))"
 
+# End and Home as tmux sends them (ESC [4~ / [1~, not TERM's own)
+tmx send-keys -t t End
+wait_change frame_no "$(frame_no)" || fail "End did not jump to the last frame"
+last=$(frame_no)
+tmx send-keys -t t Home
+wait_for "frame 0/" || fail "Home did not go back to the first frame (from $last)"
+
 tmx send-keys -t t "m"
 wait_for "DDPM ancestral, all 4000 steps" || fail "m did not switch to the DDPM sampler"
 tmx send-keys -t t "m"

@@ -197,6 +197,20 @@ static int save_terminal_modes(Err *e)
     return 0;
 }
 
+/* Home and End as VT220-style terminals and tmux send them (ESC [1~ / [4~,
+ * rxvt's [7~ / [8~), whatever the terminfo entry in TERM says: a presenter's
+ * terminal and TERM often disagree, and the Diffusion screen needs both. */
+static void accept_home_end_variants(void)
+{
+    static const char *const home[] = {"\033[1~", "\033[7~", "\033[H", "\033OH"};
+    static const char *const end[] = {"\033[4~", "\033[8~", "\033[F", "\033OF"};
+    /* xterm's terminfo calls ESC [1~ and [4~ Find and Select: rebind them */
+    for (size_t i = 0; i < sizeof home / sizeof *home; i++) {
+        if (key_defined(home[i]) != KEY_HOME) define_key(home[i], 0), define_key(home[i], KEY_HOME);
+        if (key_defined(end[i]) != KEY_END) define_key(end[i], 0), define_key(end[i], KEY_END);
+    }
+}
+
 /* newterm, unlike initscr, returns NULL instead of exiting on a bad TERM. */
 static int start_curses(Err *e)
 {
@@ -207,6 +221,7 @@ static int start_curses(Err *e)
     cbreak(); /* keeps ISIG: Ctrl-C arrives as SIGINT, hence TERM_KEY_INTERRUPT */
     noecho();
     keypad(stdscr, TRUE);
+    accept_home_end_variants();
     nodelay(stdscr, TRUE); /* term_read_key waits in pselect, not in curses */
     leaveok(stdscr, TRUE); /* the cursor is hidden: do not move it back after drawing */
     curs_set(0);
