@@ -229,6 +229,7 @@ typedef struct {
     DdpmConfig cfg;
     const char *out, *resume, *data;
     int weights_only, epochs_set, json;
+    const char *recipe_opt; /* an option that sets the recipe (not allowed with --resume) */
 } TrainArgs;
 
 static int parse_train_args(int argc, char **argv, TrainArgs *a)
@@ -252,17 +253,36 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
         switch (ch) {
         case 'h': fputs(train_help, stdout); return -1;
         case OPT_EPOCHS: bad = cli_int(cmd, "epochs", optarg, 1, 100000, &c->epochs), a->epochs_set = 1; break;
-        case OPT_BATCH: bad = cli_int(cmd, "batch", optarg, 1, 4096, &c->batch); break;
-        case OPT_LR: bad = cli_float(cmd, "lr", optarg, 1e-12, 10, &c->lr); break;
-        case OPT_T: bad = cli_int(cmd, "T", optarg, 2, 100000, &c->T); break;
+        case OPT_BATCH:
+            a->recipe_opt = "--batch";
+            bad = cli_int(cmd, "batch", optarg, 1, 4096, &c->batch);
+            break;
+        case OPT_LR:
+            a->recipe_opt = "--lr";
+            bad = cli_float(cmd, "lr", optarg, 1e-12, 10, &c->lr);
+            break;
+        case OPT_T:
+            a->recipe_opt = "--T";
+            bad = cli_int(cmd, "T", optarg, 2, 100000, &c->T);
+            break;
         case OPT_SCHEDULE:
+            a->recipe_opt = "--schedule";
             if (schedule_kind_parse(optarg, &c->schedule))
                 return cli_usage_error(cmd, "--schedule: expected cosine or linear, got \"%s\"", optarg);
             break;
-        case OPT_EMA: bad = cli_float(cmd, "ema", optarg, 0, 0.999999, &c->ema_decay); break;
-        case OPT_SEED: bad = cli_u64(cmd, "seed", optarg, &c->seed); break;
+        case OPT_EMA:
+            a->recipe_opt = "--ema";
+            bad = cli_float(cmd, "ema", optarg, 0, 0.999999, &c->ema_decay);
+            break;
+        case OPT_SEED:
+            a->recipe_opt = "--seed";
+            bad = cli_u64(cmd, "seed", optarg, &c->seed);
+            break;
         case OPT_STEPS: bad = cli_i64(cmd, "steps", optarg, 1, INT64_MAX, &c->max_steps); break;
-        case OPT_TRAIN_IMAGES: bad = cli_int(cmd, "train-images", optarg, 1, STUDY_TRAIN_N, &c->train_limit); break;
+        case OPT_TRAIN_IMAGES:
+            a->recipe_opt = "--train-images";
+            bad = cli_int(cmd, "train-images", optarg, 1, STUDY_TRAIN_N, &c->train_limit);
+            break;
         case OPT_EVAL_IMAGES: bad = cli_int(cmd, "eval-images", optarg, 1, 100000, &c->eval_limit); break;
         case OPT_OUT: a->out = optarg; break;
         case OPT_WEIGHTS_ONLY: a->weights_only = 1; break;
@@ -275,6 +295,12 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
         if (bad) return 2;
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
+    if (a->resume && a->recipe_opt)
+        return cli_usage_error(cmd, "%s cannot change a resumed run (it continues with its own settings; "
+                                    "--epochs, --steps, --threads and --eval-images can)", a->recipe_opt);
+    if (a->resume && a->weights_only && !a->out)
+        return cli_usage_error(cmd, "--weights-only with --resume needs --out, or it would replace the "
+                                    "training checkpoint it resumes");
     return 0;
 }
 
@@ -475,7 +501,7 @@ static void to_unit(float *x, size_t n)
 
 typedef struct {
     const char *ckpt, *out, *trajectory;
-    int n, steps, frames, cols, threads, json;
+    int n, steps, steps_set, frames, cols, threads, json;
     SamplerKind sampler;
     VarianceKind variance;
     float eta;
@@ -504,7 +530,7 @@ static int parse_sample_args(int argc, char **argv, SampleArgs *a)
             if (sampler_kind_parse(optarg, &a->sampler))
                 return cli_usage_error(cmd, "--sampler: expected ddpm or ddim, got \"%s\"", optarg);
             break;
-        case OPT_STEPS: bad = cli_int(cmd, "steps", optarg, 1, 100000, &a->steps); break;
+        case OPT_STEPS: bad = cli_int(cmd, "steps", optarg, 1, 100000, &a->steps), a->steps_set = 1; break;
         case OPT_ETA: bad = cli_float(cmd, "eta", optarg, 0, 10, &a->eta); break;
         case OPT_VARIANCE:
             if (strcmp(optarg, "large") == 0) a->variance = VARIANCE_LARGE;
@@ -571,7 +597,7 @@ static int cmd_ddpm_sample(int argc, char **argv)
     Schedule s;
     Checkpoint ck;
     if (ddpm_load_checkpoint(path, &m, &s, &ck, &e)) return cli_fail(cmd, &e);
-    if (a.sampler == SAMPLER_DDPM && a.steps == 50 && a.eta == 0) a.steps = s.T; /* ancestral: the full chain */
+    if (a.sampler == SAMPLER_DDPM && !a.steps_set) a.steps = s.T; /* ancestral: the full chain */
     float *out = malloc((size_t)a.n * MNIST_PIXELS * sizeof *out);
     Trajectory tr = {.n = a.n, .frames = a.frames, .steps_total = a.steps};
     if (a.trajectory) tr.strip = calloc((size_t)a.n * a.frames * MNIST_PIXELS, sizeof *tr.strip);

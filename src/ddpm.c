@@ -413,6 +413,8 @@ int ddpm_trainer_run(DdpmTrainer *t, const DdpmHooks *h, Err *e)
             if (stop_requested(t, h)) return 0;
             train_step(t, h);
         }
+        /* a Ctrl-C during the last batch should not wait for an evaluation */
+        if (h && h->stop && atomic_load(h->stop)) return 0;
         if (finish_epoch(t, h, e)) return -1;
     }
     return 0;
@@ -526,7 +528,7 @@ static int read_model(const Checkpoint *ck, UnetConfig *m, ScheduleKind *sk, int
         return err_set(e, "not a genlab DDPM checkpoint (format is \"%s\", expected \"%s\")",
                        fmt ? fmt : "missing", FORMAT_NAME);
     long long v;
-    if (ckpt_meta_long(ck, "image_size", 4, 1024, &v, e)) return -1;
+    if (ckpt_meta_long(ck, "image_size", MNIST_SIDE, MNIST_SIDE, &v, e)) return -1; /* the data's */
     m->size = (int)v;
     const char *ch = ckpt_meta_get(ck, "channels");
     if (!ch || sscanf(ch, "%d,%d,%d", &m->ch[0], &m->ch[1], &m->ch[2]) != 3)
@@ -589,8 +591,10 @@ static int read_train_config(const Checkpoint *ck, DdpmConfig *c, Err *e)
     c->lr = (float)d;
     if (ckpt_meta_double(ck, "ema_decay", &d, e)) return -1;
     c->ema_decay = (float)d;
-    if (ckpt_meta_long(ck, "seed", 0, INT64_MAX, &v, e)) return -1;
-    c->seed = (uint64_t)v;
+    const char *seed = ckpt_meta_get(ck, "seed");
+    char *end;
+    if (!seed || (c->seed = strtoull(seed, &end, 10), *end || end == seed || seed[0] == '-'))
+        return err_set(e, "metadata \"seed\" = \"%s\" is not a 64-bit unsigned integer", seed ? seed : "missing");
     if (ckpt_meta_long(ck, "train_images", 1, STUDY_TRAIN_N, &v, e)) return -1;
     c->train_limit = v == STUDY_TRAIN_N ? 0 : (int)v;
     if (ckpt_meta_long(ck, "threads", 1, POOL_MAX, &v, e)) return -1;
@@ -649,10 +653,15 @@ int ddpm_trainer_resume(DdpmTrainer *t, const char *path, const StudyData *data,
 
 /* ---------------------------------------------------------------- sampling */
 
+/* Images per worker per forward: activations cost ~7 MB an image, so a
+ * large --n is sampled in pieces (each chain's noise is its own, so the
+ * pieces give the same digits). */
+#define RUNNER_SHARD_MAX 32
+
 struct DdpmRunner {
     Pool *pool;
     Unet *models; /* [0] a view of the caller's model, [1..] replicas */
-    int n;
+    int n, cap;   /* workers; images per ddpm_runner_eps piece */
     float *eps_hat;
     const float *x;
     const int *t;
@@ -664,7 +673,10 @@ DdpmRunner *ddpm_runner_create(Unet *m, int threads, int cap, Err *e)
     DdpmRunner *r = calloc(1, sizeof *r);
     if (!r) return err_set(e, "out of memory for sampling"), NULL;
     r->n = worker_count(threads);
-    const int shard = (cap + r->n - 1) / r->n;
+    int shard = (cap + r->n - 1) / r->n;
+    if (shard > RUNNER_SHARD_MAX) shard = RUNNER_SHARD_MAX;
+    if (shard < 1) shard = 1;
+    r->cap = shard * r->n;
     r->pool = pool_create(r->n, e);
     if (!r->pool || make_replicas(m, r->n, shard, &r->models, e) || unet_reserve(m, shard, e)) {
         ddpm_runner_free(r);
@@ -688,8 +700,12 @@ static void runner_share(void *ctx, int w, int nw)
 void ddpm_runner_eps(void *runner, float *eps_hat, const float *x, const int *t, int B)
 {
     DdpmRunner *r = runner;
-    r->eps_hat = eps_hat, r->x = x, r->t = t, r->B = B;
-    pool_run(r->pool, runner_share, r);
+    const size_t D = (size_t)r->models[0].cfg.size * r->models[0].cfg.size;
+    for (int b0 = 0; b0 < B; b0 += r->cap) {
+        r->eps_hat = eps_hat + b0 * D, r->x = x + b0 * D, r->t = t + b0;
+        r->B = B - b0 < r->cap ? B - b0 : r->cap;
+        pool_run(r->pool, runner_share, r);
+    }
 }
 
 void ddpm_runner_free(DdpmRunner *r)

@@ -87,9 +87,13 @@ static void im2col_plane(float *dst, const float *img, const ConvShape *s, int i
         }
         const float *src = img + (size_t)(y * st - p + i) * s->in_w;
         for (int x = 0; x < x0; x++) d[x] = 0.0f;
-        if (st == 1) memcpy(d + x0, src + x0 + j - p, (size_t)(x1 - x0) * sizeof *d);
-        else
+        /* rows are 7–28 floats: a loop beats a memcpy call per row */
+        if (st == 1) {
+            const float *sr = src + j - p + x0;
+            for (int x = 0; x < x1 - x0; x++) d[x0 + x] = sr[x];
+        } else {
             for (int x = x0; x < x1; x++) d[x] = src[x * st + j - p];
+        }
         for (int x = x1; x < ow; x++) d[x] = 0.0f;
     }
 }

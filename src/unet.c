@@ -502,9 +502,9 @@ static void layout_acts(Bump *b, UnetActs *a, const UnetConfig *c, int B)
 int unet_reserve(Unet *m, int batch, Err *e)
 {
     if (batch <= m->cap) return 0;
-    UnetActs *a = m->acts;
+    UnetActs *a = m->acts, sizing = *a; /* sizing on a copy keeps a's pointers if malloc fails */
     Bump b = {0};
-    layout_acts(&b, a, &m->cfg, batch);
+    layout_acts(&b, &sizing, &m->cfg, batch);
     float *mem = malloc(b.used * sizeof *mem);
     if (!mem) return err_set(e, "out of memory for U-Net activations of %d images", batch);
     free(a->mem);

@@ -61,6 +61,17 @@ expect 0 "$genlab" ddpm train --resume "$ck" --steps 3 --eval-images 16
 expect 0 "$genlab" ddpm info --ckpt "$ck" --json; contains "$out" '"step":"3"'
 expect 0 "$genlab" ddpm train --steps 1 --train-images 128 --eval-images 8 --T 100 --weights-only --out "$tmp/w.safetensors.zst"
 expect 1 "$genlab" ddpm train --resume "$tmp/w.safetensors.zst"; contains "$err" "--resume needs a training checkpoint"
+expect 2 "$genlab" ddpm train --resume "$ck" --lr 0.1;  contains "$err" "--lr cannot change a resumed run"
+expect 2 "$genlab" ddpm train --resume "$ck" --weights-only; contains "$err" "needs --out"
+# a checkpoint whose image size is not the data's is refused, not sampled out of bounds
+zstd -dq "$ck" -o "$tmp/raw.safetensors"
+sed 's/"image_size":"28"/"image_size":"32"/' "$tmp/raw.safetensors" >"$tmp/big.safetensors"
+zstd -q "$tmp/big.safetensors" -o "$tmp/big.safetensors.zst"
+expect 1 "$genlab" ddpm sample --ckpt "$tmp/big.safetensors.zst" --n 2 --out "$tmp/x.png"
+contains "$err" "image_size"; one_line "$err"
+# --steps with the ancestral sampler is a respaced chain, not the full one
+expect 0 "$genlab" ddpm sample --ckpt "$ck" --n 2 --sampler ddpm --steps 50 --out "$tmp/r.pgm" --json
+contains "$out" '"steps":50'
 
 [ $failures = 0 ] && echo "all ddpm CLI checks passed"
 exit $((failures > 0))

@@ -76,8 +76,9 @@ wait_change step_t "$t_before" || fail "Left did not step back (t = $t_before)"
 [ "$(frame_no)" -lt "$held" ] || fail "Left did not go back a frame ($held → $(frame_no))"
 
 # End and Home as tmux sends them (ESC [4~ / [1~, not TERM's own)
+before=$(frame_no)
 tmx send-keys -t t End
-wait_change frame_no "$(frame_no)" || fail "End did not jump to the last frame"
+wait_change frame_no "$before" || fail "End did not jump to the last frame (from $before)"
 last=$(frame_no)
 tmx send-keys -t t Home
 wait_for "frame 0/" || fail "Home did not go back to the first frame (from $last)"
