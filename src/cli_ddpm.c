@@ -220,7 +220,7 @@ static void on_epoch(void *ctx, const DdpmTrainer *t, const DdpmEpochStats *s)
     FILE *f = v->json ? stderr : stdout;
     fprintf(f, "epoch %2d/%d  train loss %.5f  test loss %.5f ± %.5f (EMA, %d images)  %7.1f s  %5.1f img/s\n",
             s->epoch, t->cfg.epochs, s->train_loss, s->test.loss, s->test.stderr_, s->test.n, s->seconds,
-            s->seconds > 0 ? t->ntrain / s->seconds : 0);
+            s->seconds > 0 ? s->images / s->seconds : 0);
     fflush(f);
     save_now(v);
 }

@@ -386,7 +386,7 @@ int ddpm_trainer_evaluate(DdpmTrainer *t, EvalSplit split, DdpmEval *out, Err *e
 
 static int finish_epoch(DdpmTrainer *t, const DdpmHooks *h, Err *e)
 {
-    DdpmEpochStats s = {.epoch = t->epoch + 1, .seconds = t->epoch_seconds};
+    DdpmEpochStats s = {.epoch = t->epoch + 1, .seconds = t->epoch_seconds, .images = t->epoch_images};
     if (t->epoch_images > 0) s.train_loss = t->epoch_loss / t->epoch_images;
     if (ddpm_trainer_evaluate(t, SPLIT_STUDY, &t->last_test, e)) return -1;
     t->last_test_step = t->step;

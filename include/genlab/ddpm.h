@@ -60,7 +60,8 @@ typedef struct {
     int epoch;         /* 1-based */
     double train_loss; /* mean over the epoch's batches (raw weights) */
     DdpmEval test;     /* study split, EMA weights */
-    double seconds;    /* training time of the epoch */
+    double seconds;    /* training time of the epoch in this process */
+    int images;        /* images trained in that time (fewer after a resume) */
 } DdpmEpochStats;
 
 typedef struct DdpmTrainer DdpmTrainer;
