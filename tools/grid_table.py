@@ -5,7 +5,9 @@ twin's results (checkpoints/torch/*.json, from tools/torch_vae.py train).
 
   /usr/bin/python3 tools/grid_table.py [GENLAB]   (default build/genlab)
 
-Prints the Markdown table that checkpoints/README.md carries."""
+Prints the Markdown that checkpoints/README.md carries: the VAE grid, then
+the DDPM (checkpoints/ddpm.safetensors.zst, genlab ddpm info --json) with
+its per-epoch log (checkpoints/logs/ddpm-train.log) when they exist."""
 
 import json
 import os
@@ -48,6 +50,57 @@ def metadata(genlab, path):
     return json.loads(out)["metadata"]
 
 
+STUDY_DDPM_TEST_LOSS = 0.0280  # DESIGN.md: the seed's test loss, T = 4000, cosine
+
+
+def ddpm_section(genlab):
+    path = os.path.join(ROOT, "checkpoints", "ddpm.safetensors.zst")
+    if not os.path.exists(path):
+        return "\n## DDPM\n\nNot trained yet: `checkpoints/ddpm.safetensors.zst` is missing.\n"
+    out = subprocess.run([genlab, "ddpm", "info", "--ckpt", path, "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    j = json.loads(out)
+    m = j["metadata"]
+    images = int(m["images_seen"])
+    epochs_done = images / int(m["train_images"])
+    test, official = float(m["test_loss"]), float(m["official_loss"])
+    verdict = ("reaches" if test <= STUDY_DDPM_TEST_LOSS else "does not reach yet") + \
+        f" the study's {STUDY_DDPM_TEST_LOSS:.4f}"
+    lines = [
+        "\n## DDPM: `ddpm.safetensors.zst`\n",
+        "The U-Net of `include/genlab/unet.h` predicting ε, trained by `genlab ddpm train` with",
+        f"the study's recipe ({m['schedule']} schedule, T = {m['T']}, Adam {float(m['lr']):g}, batch {m['batch']},",
+        f"EMA {float(m['ema_decay']):g}, seed {m['seed']}) on the study split; the file holds the EMA weights.",
+        "Test loss: ε-MSE per pixel, each test image noised at 4 stratified steps with the",
+        "fixed evaluation seed (`genlab ddpm eval` repeats it exactly), ± its standard error.\n",
+        "| | |", "|---|---|",
+        f"| parameters | {int(j['params']):,} |",
+        f"| forward FLOPs per image | {float(j['flops_per_image']) / 1e9:.3f} G |",
+        f"| trained | {epochs_done:.2f} epochs of {m['epochs']} planned, {images:,} images, step {m['step']} |",
+        f"| training time | {float(m['train_seconds']) / 3600:.2f} h ({float(m['images_per_second']):.1f} images/s, 2 threads) |",
+        f"| test loss (study split, {m['test_images']} images) | {test:.5f} ± {float(m['test_stderr']):.5f} — {verdict} |",
+        f"| test loss (official, {m['official_images']} images) | {official:.5f} ± {float(m['official_stderr']):.5f} |",
+    ]
+    if "train_loss_this_epoch" in m:
+        lines.append(f"| train loss (this epoch so far, raw weights) | {float(m['train_loss_this_epoch']):.5f} |")
+    log = os.path.join(ROOT, "checkpoints", "logs", "ddpm-train.log")
+    if os.path.exists(log):
+        epochs = [l.strip() for l in open(log, encoding="utf-8") if l.startswith("epoch")]
+        if epochs:
+            lines += ["\nPer epoch (`logs/ddpm-train.log`; the per-epoch test loss is on the first",
+                      "2,000 study-test images, for speed):\n", "```"] + epochs + ["```"]
+    if os.path.exists(os.path.join(ROOT, "checkpoints", "ddpm-samples.png")):
+        lines += ["\nDDIM, 50 steps, seed 0 (`genlab ddpm sample --n 64 --out checkpoints/ddpm-samples.png`):\n",
+                  "![DDPM samples](ddpm-samples.png)"]
+    lines += ["\nCommands:\n", "```sh",
+              "genlab ddpm train --eval-images 2000 --out ddpm-train.safetensors.zst     # saves every 5 min; rerun with --resume to continue",
+              "genlab ddpm train --resume ddpm-train.safetensors.zst --eval-images 2000",
+              "# the shipped file: the EMA weights at the last step, measured on both full test splits",
+              "genlab ddpm train --resume ddpm-train.safetensors.zst --steps STEP --weights-only --out checkpoints/ddpm.safetensors.zst",
+              "```"]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     genlab = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "genlab")
     rows, cmds = [], []
@@ -86,6 +139,7 @@ def main():
     print("\n".join(cmds))
     print("```")
     print(FOOTER)
+    print(ddpm_section(genlab))
 
 
 if __name__ == "__main__":
