@@ -478,7 +478,7 @@ int tui_main(const TuiOptions *o)
     latent_screen_free(a->latent);
     generate_screen_free(a->generate);
     compare_screen_free(a->compare);
-    diffusion_screen_free();
+    diffusion_screen_free(a->diffusion);
     term_close();
     if (a->loader_started) pthread_join(a->loader, NULL);
     if (a->data) study_data_free(a->data);

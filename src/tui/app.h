@@ -57,6 +57,7 @@ typedef struct TrainScreen TrainScreen;
 typedef struct LatentScreen LatentScreen;
 typedef struct GenerateScreen GenerateScreen;
 typedef struct CompareScreen CompareScreen;
+typedef struct DiffusionScreen DiffusionScreen;
 
 struct App {
     TuiOptions opts;
@@ -78,6 +79,7 @@ struct App {
     LatentScreen *latent;
     GenerateScreen *generate;
     CompareScreen *compare;
+    DiffusionScreen *diffusion; /* NULL until screen 5 is first drawn */
     uint64_t model_version; /* bumped whenever the current model changes */
     /* checkpoints offered by the load list */
     int nfiles;
@@ -109,7 +111,7 @@ CompareScreen *compare_screen_new(void);
 void compare_screen_free(CompareScreen *c);
 void generate_screen_free(GenerateScreen *g);
 /* Stops the Diffusion screen's sampling and frees its state (at exit). */
-void diffusion_screen_free(void);
+void diffusion_screen_free(DiffusionScreen *d);
 
 /* Colours of the ten digit classes (scatter points, legends). */
 extern const int16_t digit_colors[10];

@@ -10,8 +10,7 @@
  * no key waits for a network pass.
  *
  * The model: $GENLAB_DDPM_CKPT, else the shipped checkpoints/ddpm.safetensors.zst,
- * loaded the first time the screen is drawn. The state is file-static,
- * created then, and freed by diffusion_screen_free. */
+ * loaded the first time the screen is drawn (App.diffusion is made then). */
 #include <curses.h>
 #include <math.h>
 #include <stdio.h>
@@ -48,7 +47,7 @@ static const double speeds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}; /* fr
 
 enum { C_XT = 45, C_NOISE = 208, C_MARK = 231, C_DIM = 245, C_WARN = 203 };
 
-typedef struct {
+struct DiffusionScreen {
     /* the model, loaded the first time the screen is drawn */
     int loaded;
     char missing[1024]; /* the line shown when there is no model */
@@ -78,9 +77,7 @@ typedef struct {
     uint64_t vae_model_version, vae_seed;
     double vae_seconds;
     float vae_digits[MAX_CHAINS * PIXELS];
-} DiffusionView;
-
-static DiffusionView *view;
+};
 
 static const KeyHelp diffusion_keys[] = {
     {"Space", "play/pause"},   {"←/→", "frame"},     {"PgUp/PgDn", "±100 steps"},
@@ -90,14 +87,14 @@ static const KeyHelp diffusion_keys[] = {
 
 /* ----------------------------------------------------------------- model */
 
-static int no_model(DiffusionView *v, const char *why)
+static int no_model(DiffusionScreen *v, const char *why)
 {
     snprintf(v->missing, sizeof v->missing,
              "No DDPM model: train one (genlab ddpm train) or set GENLAB_DDPM_CKPT=FILE. %.900s", why);
     return -1;
 }
 
-static int make_plot_series(DiffusionView *v)
+static int make_plot_series(DiffusionScreen *v)
 {
     const int T = v->sched.T;
     v->plot_t = malloc((size_t)T * sizeof *v->plot_t);
@@ -112,7 +109,7 @@ static int make_plot_series(DiffusionView *v)
     return 0;
 }
 
-static void set_model_name(DiffusionView *v, const char *path)
+static void set_model_name(DiffusionScreen *v, const char *path)
 {
     const char *base = strrchr(path, '/');
     snprintf(v->model_name, sizeof v->model_name, "%.200s", base ? base + 1 : path);
@@ -121,7 +118,7 @@ static void set_model_name(DiffusionView *v, const char *path)
 }
 
 /* $GENLAB_DDPM_CKPT or the shipped DDPM; on failure v->missing says why. */
-static int load_model(DiffusionView *v)
+static int load_model(DiffusionScreen *v)
 {
     char path[4096];
     Err e;
@@ -146,7 +143,7 @@ static int load_model(DiffusionView *v)
 
 /* ----------------------------------------------------------------- chain */
 
-static int plan_steps(const DiffusionView *v)
+static int plan_steps(const DiffusionScreen *v)
 {
     int k = ddim_steps[v->ddim_choice];
     return v->sampler == SAMPLER_DDPM || k > v->sched.T ? v->sched.T : k;
@@ -161,7 +158,7 @@ static int default_speed(int frames)
 }
 
 /* Frees the retired jobs that have finished their last step. */
-static void reap_retired(DiffusionView *v)
+static void reap_retired(DiffusionScreen *v)
 {
     for (int i = 0; i < MAX_RETIRED; i++)
         if (v->retired[i] && ddpm_job_finished(v->retired[i])) {
@@ -173,7 +170,7 @@ static void reap_retired(DiffusionView *v)
 /* Asks the current job to stop and parks it until it has; with every
  * place taken, waits for the oldest (rare: four replacements within one
  * network pass). */
-static void retire_job(DiffusionView *v)
+static void retire_job(DiffusionScreen *v)
 {
     if (!v->job) return;
     ddpm_job_request_stop(v->job);
@@ -188,7 +185,7 @@ static void retire_job(DiffusionView *v)
     v->job = NULL;
 }
 
-static void start_chain(App *a, DiffusionView *v, int chains)
+static void start_chain(App *a, DiffusionScreen *v, int chains)
 {
     retire_job(v);
     DdpmJobConfig c = {.sampler = v->sampler, .steps = plan_steps(v), .seed = v->seed, .chains = chains};
@@ -206,17 +203,17 @@ static void start_chain(App *a, DiffusionView *v, int chains)
     v->last_tick = app_now();
 }
 
-static int current_frame(const DiffusionView *v) { return (int)v->pos; }
+static int current_frame(const DiffusionScreen *v) { return (int)v->pos; }
 
 /* The playhead onto frame f, kept within what is sampled. */
-static void seek(DiffusionView *v, int f)
+static void seek(DiffusionScreen *v, int f)
 {
     int last = v->status.frames_ready - 1;
     v->pos = f < 0 ? 0 : f > last ? last : f;
 }
 
 /* The frame `steps` diffusion steps forward (towards t = 0) or back. */
-static int frame_steps_away(const DiffusionView *v, int steps)
+static int frame_steps_away(const DiffusionScreen *v, int steps)
 {
     const SamplerPlan *p = ddpm_job_plan(v->job);
     int f = current_frame(v), target = ddpm_frame_step(p, f) - steps;
@@ -265,7 +262,7 @@ static int draw_noise_bar(App *a, CellBuf *b, int x, int y, double noise)
     return x + BAR_W + cellbuf_text(b, x + BAR_W, y, num, COLOR_DEFAULT, COLOR_DEFAULT, 0) - x0;
 }
 
-static void draw_readout(App *a, DiffusionView *v, CellBuf *b, int x, int y)
+static void draw_readout(App *a, DiffusionScreen *v, CellBuf *b, int x, int y)
 {
     const SamplerPlan *p = ddpm_job_plan(v->job);
     const DdpmJobStatus *s = &v->status;
@@ -295,7 +292,7 @@ static int chains_that_fit(int w, int h, int *cols)
     return n > MAX_CHAINS ? MAX_CHAINS : n;
 }
 
-static void draw_chain_grid(App *a, DiffusionView *v, CellBuf *b, int x, int y, int cols)
+static void draw_chain_grid(App *a, DiffusionScreen *v, CellBuf *b, int x, int y, int cols)
 {
     const int f = current_frame(v), B = ddpm_job_config(v->job)->chains;
     const uint8_t *xt = ddpm_job_xt(v->job, f), *x0 = ddpm_job_x0(v->job, f);
@@ -311,7 +308,7 @@ static void draw_chain_grid(App *a, DiffusionView *v, CellBuf *b, int x, int y, 
 }
 
 /* ᾱ_t and √(1 − ᾱ_t) against t, with a marker at the playhead's t. */
-static void draw_schedule(App *a, DiffusionView *v, CellBuf *b, int x, int y, int w, int h)
+static void draw_schedule(App *a, DiffusionScreen *v, CellBuf *b, int x, int y, int w, int h)
 {
     const SamplerPlan *p = ddpm_job_plan(v->job);
     const int f = current_frame(v);
@@ -332,7 +329,7 @@ static void draw_schedule(App *a, DiffusionView *v, CellBuf *b, int x, int y, in
     cellbuf_text(b, x, y + h + 2, line, C_DIM, COLOR_DEFAULT, 0);
 }
 
-static void draw_chains(App *a, DiffusionView *v, CellBuf *b, int x, int y, int w, int h)
+static void draw_chains(App *a, DiffusionScreen *v, CellBuf *b, int x, int y, int w, int h)
 {
     int cols;
     chains_that_fit(w, h, &cols);
@@ -345,7 +342,7 @@ static void draw_chains(App *a, DiffusionView *v, CellBuf *b, int x, int y, int 
 /* ---------------------------------------------------------- VAE vs DDPM */
 
 /* n digits from the app's current VAE (one decoder pass), timed. */
-static void sample_vae(App *a, DiffusionView *v, int n)
+static void sample_vae(App *a, DiffusionScreen *v, int n)
 {
     Err e;
     double t0 = app_now();
@@ -367,7 +364,7 @@ static void format_seconds(char *out, size_t cap, double s)
 /* Grid rows that n thumbnails take in `cols` columns. */
 static int grid_rows(int n, int cols) { return (n + cols - 1) / cols; }
 
-static void draw_vae_side(App *a, DiffusionView *v, CellBuf *b, int x, int y, int cols)
+static void draw_vae_side(App *a, DiffusionScreen *v, CellBuf *b, int x, int y, int cols)
 {
     char line[512], took[32];
     snprintf(line, sizeof line, "VAE %s: one decoder pass", a->model.name);
@@ -380,7 +377,7 @@ static void draw_vae_side(App *a, DiffusionView *v, CellBuf *b, int x, int y, in
     cellbuf_text(b, x, y + 3 + grid_rows(v->vae_n, cols) * THUMB_H, line, C_XT, COLOR_DEFAULT, ATTR_BOLD);
 }
 
-static void draw_ddpm_side(App *a, DiffusionView *v, CellBuf *b, int x, int y, int cols)
+static void draw_ddpm_side(App *a, DiffusionScreen *v, CellBuf *b, int x, int y, int cols)
 {
     const SamplerPlan *p = ddpm_job_plan(v->job);
     const DdpmJobStatus *s = &v->status;
@@ -402,7 +399,7 @@ static void draw_ddpm_side(App *a, DiffusionView *v, CellBuf *b, int x, int y, i
     cellbuf_text(b, x, y + 3 + grid_rows(B, cols) * THUMB_H, line, C_NOISE, COLOR_DEFAULT, ATTR_BOLD);
 }
 
-static void draw_comparison(App *a, DiffusionView *v, CellBuf *b, int x, int y, int w, int h)
+static void draw_comparison(App *a, DiffusionScreen *v, CellBuf *b, int x, int y, int w, int h)
 {
     const int B = ddpm_job_config(v->job)->chains, half = w / 2;
     int cols = (half - 2) / THUMB_W;
@@ -427,19 +424,20 @@ static void draw_comparison(App *a, DiffusionView *v, CellBuf *b, int x, int y, 
 
 /* ---------------------------------------------------------------- screen */
 
-static DiffusionView *the_view(void)
+/* Made and loaded the first time the screen is drawn. */
+static DiffusionScreen *the_view(App *a)
 {
-    if (!view && (view = calloc(1, sizeof *view))) {
-        view->sampler = SAMPLER_DDIM;
-        view->ddim_choice = DDIM_DEFAULT;
-        load_model(view);
+    if (!a->diffusion && (a->diffusion = calloc(1, sizeof *a->diffusion))) {
+        a->diffusion->sampler = SAMPLER_DDIM;
+        a->diffusion->ddim_choice = DDIM_DEFAULT;
+        load_model(a->diffusion);
     }
-    return view;
+    return a->diffusion;
 }
 
 static void diffusion_draw(App *a, CellBuf *b, int x, int y, int w, int h)
 {
-    DiffusionView *v = the_view();
+    DiffusionScreen *v = the_view(a);
     if (!v || !v->loaded) {
         cellbuf_text(b, x + 2, y + 2, v ? v->missing : "out of memory", C_WARN, COLOR_DEFAULT, ATTR_BOLD);
         return;
@@ -457,14 +455,14 @@ static void diffusion_draw(App *a, CellBuf *b, int x, int y, int w, int h)
     else draw_chains(a, v, b, x, y, w, h);
 }
 
-static void change_speed(DiffusionView *v, int by)
+static void change_speed(DiffusionScreen *v, int by)
 {
     int s = v->speed + by;
     v->speed = s < 0 ? 0 : s >= NSPEEDS ? NSPEEDS - 1 : s;
 }
 
 /* Keys that start a new chain: seed, sampler, DDIM steps. */
-static int chain_key(App *a, DiffusionView *v, int key)
+static int chain_key(App *a, DiffusionScreen *v, int key)
 {
     if (key == 'n') v->seed++;
     else if (key == 'm') v->sampler = v->sampler == SAMPLER_DDIM ? SAMPLER_DDPM : SAMPLER_DDIM;
@@ -477,7 +475,7 @@ static int chain_key(App *a, DiffusionView *v, int key)
 }
 
 /* Playback keys; stepping pauses. */
-static int playback_key(DiffusionView *v, int key)
+static int playback_key(DiffusionScreen *v, int key)
 {
     int f = current_frame(v), last = v->status.frames_total - 1;
     switch (key) {
@@ -499,7 +497,7 @@ static int playback_key(DiffusionView *v, int key)
 
 static int diffusion_key(App *a, int key)
 {
-    DiffusionView *v = view;
+    DiffusionScreen *v = a->diffusion;
     if (!v || !v->loaded) return 0;
     if (v->comparing && (key == 'v' || key == 27)) return v->comparing = 0, 1;
     if (key == 'v' && v->job) return v->comparing = 1, 1;
@@ -509,7 +507,7 @@ static int diffusion_key(App *a, int key)
 
 /* Moves the playhead by the time since the last turn, up to the last
  * frame sampled; stops at the end. */
-static int advance_playhead(DiffusionView *v, double now)
+static int advance_playhead(DiffusionScreen *v, double now)
 {
     double dt = now - v->last_tick;
     v->last_tick = now;
@@ -524,8 +522,7 @@ static int advance_playhead(DiffusionView *v, double now)
 
 static int diffusion_tick(App *a)
 {
-    (void)a;
-    DiffusionView *v = view;
+    DiffusionScreen *v = a->diffusion;
     if (!v) return 0;
     reap_retired(v);
     if (!v->job) return 0;
@@ -541,8 +538,7 @@ static int diffusion_tick(App *a)
 /* The current frame: x_t of every chain in the top row, x̂₀ below. */
 static int diffusion_export(App *a, const char *path, Err *e)
 {
-    (void)a;
-    DiffusionView *v = view;
+    DiffusionScreen *v = a->diffusion;
     if (!v || !v->job) return err_set(e, "no chain on screen");
     const int B = ddpm_job_config(v->job)->chains, f = current_frame(v);
     uint8_t *bytes = malloc(2 * (size_t)B * PIXELS);
@@ -554,9 +550,8 @@ static int diffusion_export(App *a, const char *path, Err *e)
     return rc;
 }
 
-void diffusion_screen_free(void)
+void diffusion_screen_free(DiffusionScreen *v)
 {
-    DiffusionView *v = view;
     if (!v) return;
     ddpm_job_free(v->job);
     for (int i = 0; i < MAX_RETIRED; i++) ddpm_job_free(v->retired[i]);
@@ -564,7 +559,6 @@ void diffusion_screen_free(void)
     schedule_free(&v->sched);
     free(v->plot_t), free(v->plot_abar), free(v->plot_noise);
     free(v);
-    view = NULL;
 }
 
 const Screen screen_diffusion = {"Diffusion", diffusion_draw, diffusion_key, diffusion_tick, diffusion_export,
