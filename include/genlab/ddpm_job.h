@@ -35,7 +35,7 @@ typedef struct {
     int steps;           /* K, 1..T */
     uint64_t seed;       /* chain b's noise comes from (seed, RNG_SAMPLE, b) */
     int chains;          /* B, 1..DDPM_JOB_MAX_CHAINS */
-    int threads;         /* network workers; 0: one fewer than the CPUs, at least 1 */
+    int threads;         /* network workers; 0: as many as the CPUs */
 } DdpmJobConfig;
 
 #define DDPM_JOB_MAX_CHAINS 64
