@@ -52,6 +52,12 @@ tmx send-keys -t t "clear; GENLAB_DDPM_CKPT=$tmp/none.safetensors.zst $genlab" E
 wait_for "1 Train" || fail "no top bar"
 tmx send-keys -t t "5"
 wait_for "No DDPM model: train one" || fail "no line about the missing DDPM model"
+# o opens a DDPM from the list onto this screen (d.safetensors.zst sorts last)
+tmx send-keys -t t "o"
+wait_for "open a checkpoint" || fail "the open list did not appear"
+for _ in $(seq 15); do tmx send-keys -t t Down; done
+tmx send-keys -t t Enter
+wait_for "model d · DDIM" 20 || fail "o did not open the DDPM on the Diffusion screen"
 tmx send-keys -t t "q"
 wait_for "PROMPT>" 10 || fail "did not exit without a DDPM model"
 

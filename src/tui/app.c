@@ -18,6 +18,7 @@
 static const Screen *const screens[] = {&screen_train, &screen_latent, &screen_generate,
                                         &screen_compare, &screen_diffusion};
 #define NSCREENS ((int)(sizeof screens / sizeof *screens))
+#define SCREEN_DIFFUSION 4 /* its index in screens[] */
 
 static const KeyHelp global_keys[] = {
     {"1–5 F1–F5", "switch screen"}, {"Tab S-Tab", "next / previous screen"},
@@ -332,6 +333,25 @@ static void open_load_list(App *a)
     a->overlay = OVERLAY_LOAD;
 }
 
+/* A DDPM goes to the Diffusion screen, anything else is tried as a VAE. */
+static void open_selected(App *a, const char *path)
+{
+    Checkpoint ck;
+    Err e;
+    int ddpm = 0;
+    if (ckpt_read(path, &ck, &e) == 0) {
+        const char *fmt = ckpt_meta_get(&ck, "format");
+        ddpm = fmt && strcmp(fmt, "genlab-ddpm") == 0;
+        ckpt_free(&ck);
+    }
+    if (!ddpm) {
+        if (app_load_model(a, path) == 0) app_status(a, "opened %s", a->model.name);
+        return;
+    }
+    a->screen = SCREEN_DIFFUSION;
+    if (diffusion_screen_open(a, path) == 0) app_status(a, "opened %s on the Diffusion screen", path);
+}
+
 /* ------------------------------------------------------------------ keys */
 
 static void export_screen(App *a)
@@ -374,7 +394,7 @@ static int overlay_key(App *a, int key)
     else if (key == TERM_FKEY(KEY_DOWN) && a->load_sel + 1 < a->nfiles) a->load_sel++;
     else if ((key == '\n' || key == '\r' || key == TERM_FKEY(KEY_ENTER)) && a->nfiles > 0) {
         a->overlay = OVERLAY_NONE;
-        if (app_load_model(a, a->files[a->load_sel]) == 0) app_status(a, "opened %s", a->model.name);
+        open_selected(a, a->files[a->load_sel]);
     } else if (key == 27 || key == 'q') a->overlay = OVERLAY_NONE;
     return 1;
 }

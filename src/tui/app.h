@@ -112,6 +112,9 @@ void compare_screen_free(CompareScreen *c);
 void generate_screen_free(GenerateScreen *g);
 /* Stops the Diffusion screen's sampling and frees its state (at exit). */
 void diffusion_screen_free(DiffusionScreen *d);
+/* Shows the DDPM of `path` on the Diffusion screen; -1 when it cannot be
+ * loaded (the screen then says why). */
+int diffusion_screen_open(App *a, const char *path);
 
 /* Colours of the ten digit classes (scatter points, legends). */
 extern const int16_t digit_colors[10];

@@ -117,14 +117,10 @@ static void set_model_name(DiffusionScreen *v, const char *path)
     if (ext) *ext = '\0';
 }
 
-/* $GENLAB_DDPM_CKPT or the shipped DDPM; on failure v->missing says why. */
-static int load_model(DiffusionScreen *v)
+/* path's DDPM into v; on failure v->missing says why. */
+static int load_model_from(DiffusionScreen *v, const char *path)
 {
-    char path[4096];
     Err e;
-    const char *env = getenv("GENLAB_DDPM_CKPT");
-    if (env && *env) snprintf(path, sizeof path, "%s", env);
-    else if (paths_default_ddpm(path, sizeof path, &e)) return no_model(v, e.msg);
     if (access(path, F_OK) != 0) {
         char why[4200];
         snprintf(why, sizeof why, "Not found: %s", path);
@@ -133,12 +129,36 @@ static int load_model(DiffusionScreen *v)
     Checkpoint ck;
     if (ddpm_load_checkpoint(path, &v->unet, &v->sched, &ck, &e)) return no_model(v, e.msg);
     ckpt_free(&ck);
-    /* diffusion_screen_free releases the model and the series, whatever happens next */
+    /* unload_model releases the model and the series, whatever happens next */
     if (v->unet.cfg.size != SIDE) return no_model(v, "Its images are not 28×28.");
     if (make_plot_series(v)) return no_model(v, "Out of memory.");
     set_model_name(v, path);
     v->loaded = 1;
     return 0;
+}
+
+/* $GENLAB_DDPM_CKPT or the shipped DDPM. */
+static int load_model(DiffusionScreen *v)
+{
+    char path[4096];
+    Err e;
+    const char *env = getenv("GENLAB_DDPM_CKPT");
+    if (env && *env) snprintf(path, sizeof path, "%s", env);
+    else if (paths_default_ddpm(path, sizeof path, &e)) return no_model(v, e.msg);
+    return load_model_from(v, path);
+}
+
+static void free_jobs(DiffusionScreen *v);
+
+/* Every job joined first: they run on the model's weights. */
+static void unload_model(DiffusionScreen *v)
+{
+    free_jobs(v);
+    unet_free(&v->unet);
+    schedule_free(&v->sched);
+    free(v->plot_t), free(v->plot_abar), free(v->plot_noise);
+    v->plot_t = v->plot_abar = v->plot_noise = NULL;
+    v->loaded = v->comparing = v->start_failed = 0;
 }
 
 /* ----------------------------------------------------------------- chain */
@@ -550,14 +570,28 @@ static int diffusion_export(App *a, const char *path, Err *e)
     return rc;
 }
 
+static void free_jobs(DiffusionScreen *v)
+{
+    ddpm_job_free(v->job);
+    v->job = NULL;
+    for (int i = 0; i < MAX_RETIRED; i++) {
+        ddpm_job_free(v->retired[i]);
+        v->retired[i] = NULL;
+    }
+}
+
+int diffusion_screen_open(App *a, const char *path)
+{
+    DiffusionScreen *v = the_view(a);
+    if (!v) return -1;
+    unload_model(v);
+    return load_model_from(v, path);
+}
+
 void diffusion_screen_free(DiffusionScreen *v)
 {
     if (!v) return;
-    ddpm_job_free(v->job);
-    for (int i = 0; i < MAX_RETIRED; i++) ddpm_job_free(v->retired[i]);
-    unet_free(&v->unet);
-    schedule_free(&v->sched);
-    free(v->plot_t), free(v->plot_abar), free(v->plot_noise);
+    unload_model(v);
     free(v);
 }
 
