@@ -436,14 +436,20 @@ static int cmd_ddpm_eval(int argc, char **argv)
         study_data_free(data);
     }
     free(data);
-    if (rc == 0 && json)
-        cli_print_json(json_pack("{s:s,s:s,s:f,s:f,s:i,s:i,s:f}", "ckpt", path, "split",
+    if (rc == 0 && json) {
+        json_t *strata = json_array();
+        for (int k = 0; k < DDPM_EVAL_DRAWS; k++) json_array_append_new(strata, json_real(r.stratum[k]));
+        cli_print_json(json_pack("{s:s,s:s,s:f,s:f,s:i,s:i,s:o,s:f}", "ckpt", path, "split",
                                  split == SPLIT_STUDY ? "study" : "official", "loss", r.loss, "stderr",
-                                 r.stderr_, "n", r.n, "draws_per_image", DDPM_EVAL_DRAWS, "seconds",
-                                 wall_now() - t0));
-    else if (rc == 0)
+                                 r.stderr_, "n", r.n, "draws_per_image", DDPM_EVAL_DRAWS, "loss_by_t_quarter",
+                                 strata, "seconds", wall_now() - t0));
+    } else if (rc == 0) {
         printf("%s · %s split, %d images × %d draws: ε-MSE %.5f ± %.5f (standard error)\n", path,
                split == SPLIT_STUDY ? "study" : "official", r.n, DDPM_EVAL_DRAWS, r.loss, r.stderr_);
+        for (int k = 0; k < DDPM_EVAL_DRAWS; k++)
+            printf("  t in [%4d, %4d): %.5f\n", k * s.T / DDPM_EVAL_DRAWS, (k + 1) * s.T / DDPM_EVAL_DRAWS,
+                   r.stratum[k]);
+    }
     unet_free(&m);
     schedule_free(&s);
     ckpt_free(&ck);

@@ -95,7 +95,7 @@ static void eval_draws(int i, int T, int *t, float *eps)
 }
 
 /* Images idx[lo..hi), DDPM_EVAL_DRAWS forwards each, in batches that fit
- * m; image i's loss goes to losses[i]. */
+ * m; the loss of image i's draw k goes to losses[i·K + k]. */
 static int eval_range(Unet *m, const Schedule *s, const Dataset *file, const int32_t *idx, int lo,
                       int hi, double *losses, Err *e)
 {
@@ -116,7 +116,10 @@ static int eval_range(Unet *m, const Schedule *s, const Dataset *file, const int
         q_sample(xt, x0, eps, t, n * K, D, s);
         unet_forward(m, pred, xt, t, n * K);
         for (int b = 0; b < n; b++)
-            losses[i + b] = mse_forward(pred + (size_t)b * K * D, eps + (size_t)b * K * D, (size_t)K * D);
+            for (int k = 0; k < K; k++) {
+                const size_t at = ((size_t)b * K + k) * D;
+                losses[(size_t)(i + b) * K + k] = mse_forward(pred + at, eps + at, D);
+            }
     }
     free(x0), free(xt), free(eps), free(pred), free(t);
     return rc;
@@ -126,12 +129,22 @@ static int eval_range(Unet *m, const Schedule *s, const Dataset *file, const int
  * depend on how many workers computed it. */
 static DdpmEval eval_result(const double *losses, int n)
 {
+    const int K = DDPM_EVAL_DRAWS;
     DdpmEval r = {.n = n};
     if (n == 0) return r;
     double sum = 0, sq = 0;
-    for (int i = 0; i < n; i++) sum += losses[i];
+    for (int i = 0; i < n; i++) {
+        double image = 0;
+        for (int k = 0; k < K; k++) image += losses[(size_t)i * K + k], r.stratum[k] += losses[(size_t)i * K + k];
+        sum += image / K;
+    }
     r.loss = sum / n;
-    for (int i = 0; i < n; i++) sq += (losses[i] - r.loss) * (losses[i] - r.loss);
+    for (int k = 0; k < K; k++) r.stratum[k] /= n;
+    for (int i = 0; i < n; i++) {
+        double image = 0;
+        for (int k = 0; k < K; k++) image += losses[(size_t)i * K + k];
+        sq += (image / K - r.loss) * (image / K - r.loss);
+    }
     r.stderr_ = n > 1 ? sqrt(sq / (n - 1) / n) : 0.0;
     return r;
 }
@@ -142,7 +155,7 @@ typedef struct {
     const Dataset *file;
     const int32_t *idx;
     int n;
-    double *losses; /* [n] */
+    double *losses; /* [n · DDPM_EVAL_DRAWS] */
     int rc[POOL_MAX];
     Err err[POOL_MAX];
 } EvalJob;
@@ -173,7 +186,7 @@ static int evaluate_on(Pool *pool, Unet *models, const Schedule *s, const StudyD
     EvalJob *j = calloc(1, sizeof *j);
     if (!j) return err_set(e, "out of memory for evaluation");
     int32_t *idx = split_indices(d, split, &j->n);
-    j->losses = malloc((size_t)j->n * sizeof *j->losses);
+    j->losses = malloc((size_t)j->n * DDPM_EVAL_DRAWS * sizeof *j->losses);
     int rc = idx && j->losses ? 0 : err_set(e, "out of memory for the evaluation");
     if (limit > 0 && limit < j->n) j->n = limit;
     j->models = models, j->sched = s, j->file = split_file(d, split), j->idx = idx;
@@ -470,6 +483,8 @@ static void describe_eval(CkptMetaList *l, const char *prefix, const DdpmEval *r
     ckpt_meta_add(l, key, "%.6f", r->stderr_);
     snprintf(key, sizeof key, "%s_images", prefix);
     ckpt_meta_add(l, key, "%d", r->n);
+    snprintf(key, sizeof key, "%s_loss_by_t_quarter", prefix);
+    ckpt_meta_add(l, key, "%.5f,%.5f,%.5f,%.5f", r->stratum[0], r->stratum[1], r->stratum[2], r->stratum[3]);
 }
 
 /* Writes the file; metrics are the study-split figure last measured (and

@@ -40,7 +40,7 @@ expect 0 "$genlab" ddpm train --steps 2 --train-images 256 --eval-images 16 --T 
 contains "$out" '"step":2'; contains "$out" '"study":{"loss":'
 expect 0 "$genlab" ddpm info --ckpt "$ck"; contains "$out" "test_loss"; contains "$out" "schedule"
 expect 0 "$genlab" ddpm eval --ckpt "$ck" --limit 40 --json
-contains "$out" '"n":40'; contains "$out" '"stderr":'
+contains "$out" '"n":40'; contains "$out" '"stderr":'; contains "$out" '"loss_by_t_quarter":['
 first=$(sed 's/,"seconds":.*//' <<<"$out")
 expect 0 "$genlab" ddpm eval --ckpt "$ck" --limit 40 --json
 [ "$(sed 's/,"seconds":.*//' <<<"$out")" = "$first" ] || fail "eval does not repeat"

@@ -153,6 +153,10 @@ static void test_checkpoint_round_trip(void **state)
     assert_int_equal(ddpm_evaluate(&m, &s, g_data, SPLIT_STUDY, 64, 1, &b, &e), 0);
     assert_true(a.n == 64 && a.loss == a2.loss && a.stderr_ == a2.stderr_);
     assert_true(fabs(a.loss - b.loss) < 1e-6 * a.loss && a.stderr_ > 0 && a.stderr_ < a.loss);
+    /* the strata split the same draws: their mean is the loss */
+    double strata = 0;
+    for (int k = 0; k < DDPM_EVAL_DRAWS; k++) strata += a.stratum[k] / DDPM_EVAL_DRAWS;
+    assert_true(fabs(strata - a.loss) < 1e-9);
     unet_free(&m);
     schedule_free(&s);
     ckpt_free(&ck);

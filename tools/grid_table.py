@@ -81,6 +81,11 @@ def ddpm_section(genlab):
         f"| test loss (study split, {m['test_images']} images) | {test:.5f} ± {float(m['test_stderr']):.5f} — {verdict} |",
         f"| test loss (official, {m['official_images']} images) | {official:.5f} ± {float(m['official_stderr']):.5f} |",
     ]
+    if "test_loss_by_t_quarter" in m:
+        q = [float(v) for v in m["test_loss_by_t_quarter"].split(",")]
+        T = int(m["T"])
+        lines.append("| test loss by t (study split) | " + ", ".join(
+            f"[{k * T // 4}, {(k + 1) * T // 4}): {v:.4f}" for k, v in enumerate(q)) + " |")
     if "train_loss_this_epoch" in m:
         lines.append(f"| train loss (this epoch so far, raw weights) | {float(m['train_loss_this_epoch']):.5f} |")
     log = os.path.join(ROOT, "checkpoints", "logs", "ddpm-train.log")

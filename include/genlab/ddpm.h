@@ -28,7 +28,7 @@
 /* Stratified draws per test image in an evaluation: image i is noised at
  * t_k = ⌊(k + u_i)·T/DDPM_EVAL_DRAWS⌋, k = 0..3, with u_i and the noise from
  * (EVAL_SEED, RNG_EVAL, i): the same draws on every run. */
-#define DDPM_EVAL_DRAWS 4
+#define DDPM_EVAL_DRAWS 4 /* describe_eval writes four strata: change both together */
 #define DDPM_EVAL_BATCH 100
 
 typedef struct {
@@ -54,6 +54,7 @@ typedef struct {
     double loss;   /* mean ε-MSE per pixel */
     double stderr_; /* standard error of that mean over images */
     int n;         /* images */
+    double stratum[DDPM_EVAL_DRAWS]; /* mean loss of draw k, t in [k·T/4, (k+1)·T/4) */
 } DdpmEval;
 
 typedef struct {
