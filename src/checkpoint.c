@@ -728,3 +728,16 @@ int ckpt_meta_double(const Checkpoint *ck, const char *key, double *out, Err *e)
     *out = v;
     return 0;
 }
+
+int ckpt_meta_u64(const Checkpoint *ck, const char *key, uint64_t *out, Err *e)
+{
+    const char *s = ckpt_meta_get(ck, key);
+    if (!s) return err_set(e, "metadata key \"%s\" is missing", key);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return err_set(e, "metadata \"%s\" = \"%s\" is not an unsigned 64-bit integer", key, s);
+    *out = v;
+    return 0;
+}

@@ -606,10 +606,7 @@ static int read_train_config(const Checkpoint *ck, DdpmConfig *c, Err *e)
     c->lr = (float)d;
     if (ckpt_meta_double(ck, "ema_decay", &d, e)) return -1;
     c->ema_decay = (float)d;
-    const char *seed = ckpt_meta_get(ck, "seed");
-    char *end;
-    if (!seed || (c->seed = strtoull(seed, &end, 10), *end || end == seed || seed[0] == '-'))
-        return err_set(e, "metadata \"seed\" = \"%s\" is not a 64-bit unsigned integer", seed ? seed : "missing");
+    if (ckpt_meta_u64(ck, "seed", &c->seed, e)) return -1;
     if (ckpt_meta_long(ck, "train_images", 1, STUDY_TRAIN_N, &v, e)) return -1;
     c->train_limit = v == STUDY_TRAIN_N ? 0 : (int)v;
     if (ckpt_meta_long(ck, "threads", 1, POOL_MAX, &v, e)) return -1;

@@ -612,8 +612,7 @@ static int read_train_config(const Checkpoint *ck, TrainConfig *c, Err *e)
     c->batch = (int)v;
     if (ckpt_meta_double(ck, "lr", &d, e)) return -1;
     c->lr = (float)d;
-    if (ckpt_meta_long(ck, "seed", 0, INT64_MAX, &v, e)) return -1;
-    c->seed = (uint64_t)v;
+    if (ckpt_meta_u64(ck, "seed", &c->seed, e)) return -1; /* any seed train accepts */
     if (ckpt_meta_long(ck, "train_images", 1, STUDY_TRAIN_N, &v, e)) return -1;
     c->train_limit = v == STUDY_TRAIN_N ? 0 : (int)v;
     if (ckpt_meta_long(ck, "threads", 1, POOL_MAX, &v, e)) return -1;

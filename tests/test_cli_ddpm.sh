@@ -36,7 +36,8 @@ contains "$err" "not a genlab DDPM checkpoint"; one_line "$err"
 
 # a tiny run: two steps, then every command on its checkpoint
 ck="$tmp/d.safetensors.zst"
-expect 0 "$genlab" ddpm train --steps 2 --train-images 256 --eval-images 16 --T 100 --out "$ck" --json
+# (the largest seed: a resume must read back any seed that train accepts)
+expect 0 "$genlab" ddpm train --steps 2 --train-images 256 --eval-images 16 --T 100 --seed 18446744073709551615 --out "$ck" --json
 contains "$out" '"step":2'; contains "$out" '"study":{"loss":'
 expect 0 "$genlab" ddpm info --ckpt "$ck"; contains "$out" "test_loss"; contains "$out" "schedule"
 expect 0 "$genlab" ddpm eval --ckpt "$ck" --limit 40 --json

@@ -100,5 +100,6 @@ void ckpt_meta_add(CkptMetaList *l, const char *key, const char *fmt, ...)
 int ckpt_meta_long(const Checkpoint *ck, const char *key, long long lo, long long hi,
                    long long *out, Err *e);
 int ckpt_meta_double(const Checkpoint *ck, const char *key, double *out, Err *e);
+int ckpt_meta_u64(const Checkpoint *ck, const char *key, uint64_t *out, Err *e);
 
 #endif
