@@ -93,10 +93,16 @@ def ddpm_section(genlab):
         epochs = [l.strip() for l in open(log, encoding="utf-8") if l.startswith("epoch")]
         if epochs:
             lines += ["\nPer epoch (`logs/ddpm-train.log`; the per-epoch test loss is on the first",
-                      "2,000 study-test images, for speed):\n", "```"] + epochs + ["```"]
+                      "2,000 study-test images, for speed; an epoch's time and images/s count only",
+                      "the process that finished it, and slow epochs shared the machine with other work):\n",
+                      "```"] + epochs + ["```"]
     if os.path.exists(os.path.join(ROOT, "checkpoints", "ddpm-samples.png")):
-        lines += ["\nDDIM, 50 steps, seed 0 (`genlab ddpm sample --n 64 --out checkpoints/ddpm-samples.png`):\n",
+        lines += ["\nDDIM, 50 steps, seed 0 (`genlab ddpm sample --n 64 --cols 16 --out checkpoints/ddpm-samples.png`):\n",
                   "![DDPM samples](ddpm-samples.png)"]
+    if os.path.exists(os.path.join(ROOT, "checkpoints", "ddpm-chain.png")):
+        lines += ["\nEight chains, x_T to x_0 in 11 frames (`genlab ddpm sample --n 8 --trajectory "
+                  "checkpoints/ddpm-chain.png --frames 11 --out x.png`):\n",
+                  "![DDPM chains](ddpm-chain.png)"]
     lines += ["\nCommands:\n", "```sh",
               "genlab ddpm train --eval-images 2000 --out ddpm-train.safetensors.zst     # saves every 5 min; rerun with --resume to continue",
               "genlab ddpm train --resume ddpm-train.safetensors.zst --eval-images 2000",
