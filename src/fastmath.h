@@ -1,9 +1,10 @@
-/* fastmath.h — branch-free e^x and σ(x) that vectorise, for the element-wise
- * kernels (kernels.c, kernels_unet.c). Internal to src/. */
+/* fastmath.h — branch-free e^x and σ(x), and a float sum, that vectorise,
+ * for the element-wise kernels (kernels.c, kernels_unet.c). Internal to src/. */
 #ifndef GENLAB_FASTMATH_H
 #define GENLAB_FASTMATH_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* e^x for x ≤ 0, branch-free so that loops over it vectorise (glibc's
@@ -38,6 +39,20 @@ static inline float sigmoid_stable(float l)
 {
     float y = exp_nonpos(-fabsf(l));
     return l >= 0.0f ? 1.0f / (1.0f + y) : y / (1.0f + y);
+}
+
+/* Σ p[0..n), with 16 partial sums so that the compiler can vectorise it
+ * (it may not reorder a single float accumulator). */
+static inline float sum_floats(const float *p, size_t n)
+{
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += p[i + j];
+    float s = 0.0f;
+    for (; i < n; i++) s += p[i];
+    for (int j = 0; j < 16; j++) s += acc[j];
+    return s;
 }
 
 #endif

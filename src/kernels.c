@@ -168,20 +168,6 @@ static void add_channel_bias(float *x, const float *bias, int B, int C, size_t h
         }
 }
 
-/* Σ p[0..n), with 16 partial sums so that the compiler can vectorise it
- * (it may not reorder a single float accumulator). */
-static float sum_floats(const float *p, size_t n)
-{
-    float acc[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += p[i + j];
-    float s = 0.0f;
-    for (; i < n; i++) s += p[i];
-    for (int j = 0; j < 16; j++) s += acc[j];
-    return s;
-}
-
 static void sum_channel_grad(float *db, const float *d, int B, int C, size_t hw)
 {
     for (int b = 0; b < B; b++)

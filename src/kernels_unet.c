@@ -12,18 +12,7 @@
  * them (it may not reorder a single float accumulator). Callers keep n to
  * one channel (≤ 784 here) and add the results in double. */
 
-/* Σ p[0..n) */
-static float sum_floats(const float *p, size_t n)
-{
-    float acc[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += p[i + j];
-    float s = 0.0f;
-    for (; i < n; i++) s += p[i];
-    for (int j = 0; j < 16; j++) s += acc[j];
-    return s;
-}
+/* sum_floats (Σ p[0..n)) is fastmath.h's. */
 
 /* Σ (x[i] − m)² */
 static float sum_sq_centred(const float *x, float m, size_t n)
