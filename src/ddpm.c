@@ -52,14 +52,6 @@ static int check_config(const DdpmConfig *c, Err *e)
     return 0;
 }
 
-/* [lo, hi) of n items for worker w of nw, in nearly equal parts. */
-static void share(size_t n, int w, int nw, size_t *lo, size_t *hi)
-{
-    size_t per = (n + (size_t)nw - 1) / (size_t)nw;
-    *lo = per * (size_t)w < n ? per * (size_t)w : n;
-    *hi = *lo + per < n ? *lo + per : n;
-}
-
 /* Workers 1..n−1 as replicas of m, each able to hold `shard` images. */
 static int make_replicas(Unet *m, int n, int shard, Unet **out, Err *e)
 {
@@ -164,7 +156,7 @@ static void eval_share(void *ctx, int w, int nw)
 {
     EvalJob *j = ctx;
     size_t lo, hi;
-    share((size_t)j->n, w, nw, &lo, &hi);
+    pool_share((size_t)j->n, w, nw, &lo, &hi);
     j->rc[w] = eval_range(&j->models[w], j->sched, j->file, j->idx, (int)lo, (int)hi, j->losses,
                           &j->err[w]);
 }
@@ -307,7 +299,7 @@ static void shard_forward_backward(void *ctx, int w, int nw)
     DdpmTrainer *t = j->t;
     Unet *m = worker_model(t, w);
     size_t lo, hi;
-    share((size_t)j->batch, w, nw, &lo, &hi);
+    pool_share((size_t)j->batch, w, nw, &lo, &hi);
     j->loss[w] = 0;
     if (lo == hi) {
         memset(m->grads, 0, m->nparams * sizeof *m->grads);
@@ -326,7 +318,7 @@ static void reduce_and_update(void *ctx, int w, int nw)
 {
     DdpmTrainer *t = ((StepJob *)ctx)->t;
     size_t lo, hi;
-    share(t->model.nparams, w, nw, &lo, &hi);
+    pool_share(t->model.nparams, w, nw, &lo, &hi);
     float *g = t->model.grads, *p = t->model.params;
     for (int r = 1; r < nw; r++) {
         const float *gr = t->replicas[r].grads;
@@ -363,7 +355,7 @@ static void train_step(DdpmTrainer *t, const DdpmHooks *h)
     /* ε̂ and then its gradient go where x0 was: only xt is needed now */
     for (int w = 0; w < pool_size(t->pool); w++) {
         size_t lo, hi;
-        share((size_t)B, w, pool_size(t->pool), &lo, &hi);
+        pool_share((size_t)B, w, pool_size(t->pool), &lo, &hi);
         job.pred[w] = t->x0 + lo * MNIST_PIXELS;
     }
     pool_run(t->pool, shard_forward_backward, &job);
@@ -703,7 +695,7 @@ static void runner_share(void *ctx, int w, int nw)
 {
     DdpmRunner *r = ctx;
     size_t lo, hi;
-    share((size_t)r->B, w, nw, &lo, &hi);
+    pool_share((size_t)r->B, w, nw, &lo, &hi);
     if (lo == hi) return;
     const size_t D = (size_t)r->models[0].cfg.size * r->models[0].cfg.size;
     unet_forward(&r->models[w], r->eps_hat + lo * D, r->x + lo * D, r->t + lo, (int)(hi - lo));

@@ -123,3 +123,10 @@ int pool_cpu_count(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
+
+void pool_share(size_t n, int w, int nw, size_t *lo, size_t *hi)
+{
+    size_t per = (n + (size_t)nw - 1) / (size_t)nw;
+    *lo = per * (size_t)w < n ? per * (size_t)w : n;
+    *hi = *lo + per < n ? *lo + per : n;
+}

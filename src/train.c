@@ -316,14 +316,6 @@ typedef struct {
 
 static Vae *worker_model(Trainer *t, int w) { return w == 0 ? &t->model : &t->replicas[w]; }
 
-/* [lo, hi) of n items for worker w of nw, in nearly equal parts. */
-static void share(size_t n, int w, int nw, size_t *lo, size_t *hi)
-{
-    size_t per = (n + (size_t)nw - 1) / (size_t)nw;
-    *lo = per * (size_t)w < n ? per * (size_t)w : n;
-    *hi = *lo + per < n ? *lo + per : n;
-}
-
 /* Forward and backward of this worker's shard of the batch. */
 static void shard_forward_backward(void *ctx, int w, int nw)
 {
@@ -331,7 +323,7 @@ static void shard_forward_backward(void *ctx, int w, int nw)
     Trainer *t = j->t;
     Vae *m = worker_model(t, w);
     size_t lo, hi;
-    share((size_t)j->batch, w, nw, &lo, &hi);
+    pool_share((size_t)j->batch, w, nw, &lo, &hi);
     if (lo == hi) {
         memset(m->grads, 0, m->nparams * sizeof *m->grads);
         j->loss[w] = (VaeLoss){0, 0};
@@ -348,7 +340,7 @@ static void reduce_and_update(void *ctx, int w, int nw)
 {
     Trainer *t = ((StepJob *)ctx)->t;
     size_t lo, hi;
-    share(t->model.nparams, w, nw, &lo, &hi);
+    pool_share(t->model.nparams, w, nw, &lo, &hi);
     float *g = t->model.grads;
     for (int r = 1; r < nw; r++) {
         const float *gr = t->replicas[r].grads;
@@ -402,7 +394,7 @@ static void eval_share(void *ctx, int w, int nw)
 {
     EvalJob *j = ctx;
     size_t lo, hi;
-    share((size_t)j->n, w, nw, &lo, &hi);
+    pool_share((size_t)j->n, w, nw, &lo, &hi);
     j->rc[w] = eval_range(worker_model(j->t, w), j->file, j->idx, (int)lo, (int)hi, &j->sums[w],
                           &j->err[w]);
 }

@@ -10,6 +10,8 @@
 #ifndef GENLAB_POOL_H
 #define GENLAB_POOL_H
 
+#include <stddef.h>
+
 #include "genlab/error.h"
 
 #define POOL_MAX 64
@@ -22,6 +24,10 @@ Pool *pool_create(int n, Err *e);
 void pool_run(Pool *p, PoolFn fn, void *ctx);
 int pool_size(const Pool *p);
 void pool_destroy(Pool *p);
+
+/* Worker w's part [lo, hi) of n items shared among nw workers, in nearly
+ * equal contiguous parts (the last ones may be short or empty). */
+void pool_share(size_t n, int w, int nw, size_t *lo, size_t *hi);
 
 /* The number of CPUs this process may use (at least 1). */
 int pool_cpu_count(void);
