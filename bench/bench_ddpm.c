@@ -6,17 +6,10 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "genlab/blas.h"
 #include "genlab/ddpm.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "genlab/progress.h"
 
 static void die(const Err *e)
 {
@@ -44,9 +37,9 @@ static void bench_training(const StudyData *data, int steps, int threads)
     t.cfg.max_steps = 2; /* warm-up: first touch of every buffer */
     if (ddpm_trainer_run(&t, NULL, &e)) die(&e);
     t.cfg.max_steps = 2 + steps;
-    double t0 = now();
+    double t0 = monotonic_seconds();
     if (ddpm_trainer_run(&t, NULL, &e)) die(&e);
-    double dt = now() - t0;
+    double dt = monotonic_seconds() - t0;
     print(json_pack("{s:s,s:i,s:i,s:f,s:s}", "case", "train", "batch", c.batch, "threads", t.cfg.threads,
                     "images_per_second", steps * c.batch / dt, "blas_core", blas_core_name()));
     ddpm_trainer_free(&t);
@@ -75,9 +68,9 @@ static void bench_sampling(int threads)
     float *out = malloc((size_t)n * MNIST_PIXELS * sizeof *out);
     int frames = 0;
     diffusion_sample(&p, ddpm_runner_eps, r, NULL, NULL, 0, n, MNIST_PIXELS, out, &e); /* warm-up */
-    double t0 = now();
+    double t0 = monotonic_seconds();
     if (diffusion_sample(&p, ddpm_runner_eps, r, count_frames, &frames, 0, n, MNIST_PIXELS, out, &e) < 0) die(&e);
-    double dt = now() - t0;
+    double dt = monotonic_seconds() - t0;
     print(json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:f}", "case", "ddim50", "n", n, "steps", K, "threads",
                     threads, "seconds", dt, "ms_per_step", 1e3 * dt / frames, "frames_per_second", frames / dt));
     free(out);

@@ -6,23 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "genlab/blas.h"
 #include "genlab/latent.h"
 #include "genlab/paths.h"
+#include "genlab/progress.h"
 #include "genlab/render.h"
 #include "genlab/train.h"
 
 #define K 7
 #define REPS 200
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int by_value(const void *a, const void *b)
 {
@@ -51,7 +44,7 @@ int main(int argc, char **argv)
     Palette pal = {DISPLAY_256, 0};
     double t[REPS];
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = monotonic_seconds();
         plane_lift(&plane, 0.01 * r, -0.02 * r, z);
         for (int i = 0; i < K * K; i++) plane_lift(&plane, q[i % K], q[i / K], z + (size_t)(1 + i) * d);
         vae_decode(&m, z, 1 + K * K, img);
@@ -59,7 +52,7 @@ int main(int argc, char **argv)
         render_digit(&b, 0, 0, img, 28, DIGIT_LARGE, &pal);
         for (int i = 0; i < K * K; i++)
             render_digit(&b, 60 + (i % K) * 14, (i / K) * 7, img + (size_t)(1 + i) * 784, 28, DIGIT_THUMB, &pal);
-        t[r] = now() - t0;
+        t[r] = monotonic_seconds() - t0;
     }
     qsort(t, REPS, sizeof *t, by_value);
     printf("{\"bench\":\"latent_redraw\",\"ckpt\":\"%s\",\"decodes\":%d,\"median_ms\":%.3f,\"max_ms\":%.3f,\"threads\":%d}\n",

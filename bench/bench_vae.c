@@ -8,17 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "genlab/blas.h"
+#include "genlab/progress.h"
 #include "genlab/train.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double images_per_second(VaeArch arch, int threads, int steps, const StudyData *data)
 {
@@ -36,9 +29,9 @@ static double images_per_second(VaeArch arch, int threads, int steps, const Stud
     t.cfg.max_steps = 20;
     trainer_run(&t, NULL, &e);
     t.cfg.max_steps = 20 + steps;
-    double t0 = now();
+    double t0 = monotonic_seconds();
     trainer_run(&t, NULL, &e);
-    double dt = now() - t0;
+    double dt = monotonic_seconds() - t0;
     trainer_free(&t);
     return steps * c.batch / dt;
 }

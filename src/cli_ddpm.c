@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "genlab/blas.h"
@@ -24,13 +23,6 @@ enum { OPT_CKPT = 1000, OPT_DATA, OPT_OUT, OPT_THREADS, OPT_JSON, OPT_SPLIT, OPT
        OPT_BATCH, OPT_LR, OPT_SEED, OPT_STEPS, OPT_RESUME, OPT_WEIGHTS_ONLY, OPT_TRAIN_IMAGES,
        OPT_EVAL_IMAGES, OPT_T, OPT_SCHEDULE, OPT_EMA, OPT_N, OPT_SAMPLER, OPT_ETA, OPT_VARIANCE,
        OPT_TRAJECTORY, OPT_FRAMES, OPT_COLS };
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* --ckpt, or the shipped checkpoints/ddpm.safetensors.zst. */
 static int resolve_ckpt(const char *given, char *path, size_t cap, Err *e)
@@ -196,7 +188,7 @@ static void draw_progress(const TrainView *v)
 static void save_now(TrainView *v)
 {
     if (ddpm_trainer_checkpoint(v->t, v->out, &v->save_err)) v->save_failed = 1;
-    v->last_save = wall_now();
+    v->last_save = monotonic_seconds();
 }
 
 #define SAVE_EVERY_SECONDS 300.0 /* a long run loses at most five minutes */
@@ -205,7 +197,7 @@ static void on_batch(void *ctx, const DdpmTrainer *t, double loss)
 {
     TrainView *v = ctx;
     v->smooth = v->smooth == 0 ? loss : 0.98 * v->smooth + 0.02 * loss;
-    double now = wall_now();
+    double now = monotonic_seconds();
     if (v->tty && now - v->last_draw > 0.1) {
         v->last_draw = now;
         draw_progress(v);
@@ -364,7 +356,7 @@ static int cmd_ddpm_train(int argc, char **argv)
     if (a.resume && a.cfg.eval_limit) t.cfg.eval_limit = a.cfg.eval_limit; /* not saved: per run */
     char out[4096];
     snprintf(out, sizeof out, "%s", a.out ? a.out : a.resume ? a.resume : "ddpm-run.safetensors.zst");
-    TrainView v = {.t = &t, .out = out, .tty = isatty(2), .json = a.json, .last_save = wall_now()};
+    TrainView v = {.t = &t, .out = out, .tty = isatty(2), .json = a.json, .last_save = monotonic_seconds()};
     if (!a.json || v.tty)
         fprintf(stderr, "%s DDPM · U-Net %zu params, %.2f GFLOP/img · %s T=%d · %d epochs × %d images · batch %d · %d threads · BLAS %s\n",
                 a.resume ? "resuming" : "training", t.model.nparams, unet_forward_flops(t.cfg.model) / 1e9,
@@ -430,7 +422,7 @@ static int cmd_ddpm_eval(int argc, char **argv)
     StudyData *data = malloc(sizeof *data);
     int rc = data ? study_data_load(data, data_dir, &e) : err_set(&e, "out of memory");
     DdpmEval r;
-    double t0 = wall_now();
+    double t0 = monotonic_seconds();
     if (rc == 0) {
         rc = ddpm_evaluate(&m, &s, data, split, limit, threads, &r, &e);
         study_data_free(data);
@@ -442,7 +434,7 @@ static int cmd_ddpm_eval(int argc, char **argv)
         cli_print_json(json_pack("{s:s,s:s,s:f,s:f,s:i,s:i,s:o,s:f}", "ckpt", path, "split",
                                  split == SPLIT_STUDY ? "study" : "official", "loss", r.loss, "stderr",
                                  r.stderr_, "n", r.n, "draws_per_image", DDPM_EVAL_DRAWS, "loss_by_t_quarter",
-                                 strata, "seconds", wall_now() - t0));
+                                 strata, "seconds", monotonic_seconds() - t0));
     } else if (rc == 0) {
         printf("%s · %s split, %d images × %d draws: ε-MSE %.5f ± %.5f (standard error)\n", path,
                split == SPLIT_STUDY ? "study" : "official", r.n, DDPM_EVAL_DRAWS, r.loss, r.stderr_);
@@ -571,10 +563,10 @@ static int sample_chain(const SampleArgs *a, Unet *m, const Schedule *s, float *
     if (sampler_plan_create(&plan, s, a->sampler, a->steps, a->eta, a->variance, e)) return -1;
     DdpmRunner *r = ddpm_runner_create(m, a->threads, a->n, e);
     int rc = r ? 0 : -1;
-    double t0 = wall_now();
+    double t0 = monotonic_seconds();
     if (rc == 0) rc = diffusion_sample(&plan, ddpm_runner_eps, r, tr ? on_frame : NULL, tr, a->seed, a->n,
                                        MNIST_PIXELS, out, e) < 0 ? -1 : 0;
-    *seconds = wall_now() - t0;
+    *seconds = monotonic_seconds() - t0;
     ddpm_runner_free(r);
     sampler_plan_free(&plan);
     return rc;

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "genlab/blas.h"
@@ -263,13 +262,6 @@ typedef struct {
     int save_failed;
 } TrainView;
 
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int batches_of(const Trainer *t) { return (t->ntrain + t->cfg.batch - 1) / t->cfg.batch; }
 
 static void draw_progress(TrainView *v)
@@ -292,7 +284,7 @@ static void on_batch(void *ctx, const Trainer *t, double bce, double kld)
     TrainView *v = ctx;
     double loss = bce + train_beta_at(&t->cfg, t->epoch) * kld;
     v->smooth_loss = v->smooth_loss == 0 ? loss : 0.98 * v->smooth_loss + 0.02 * loss;
-    double now = wall_now();
+    double now = monotonic_seconds();
     if (v->tty && now - v->last_draw > 0.1) {
         v->last_draw = now;
         draw_progress(v);
@@ -430,7 +422,7 @@ int cmd_train(int argc, char **argv)
     if (a.o.out) snprintf(out, sizeof out, "%s", a.o.out);
     else if (a.resume) snprintf(out, sizeof out, "%s", a.resume);
     else default_out_name(out, sizeof out, &t.cfg);
-    TrainView v = {.t = &t, .out = out, .tty = isatty(2), .json = a.o.json, .start = wall_now()};
+    TrainView v = {.t = &t, .out = out, .tty = isatty(2), .json = a.o.json, .start = monotonic_seconds()};
     if (!a.o.json || v.tty)
         fprintf(stderr, "%s %s VAE d=%d β=%g · %zu params · %d epochs × %d images · batch %d · %d threads · BLAS %s\n",
                 a.resume ? "resuming" : "training", vae_arch_name(t.cfg.model.arch), t.cfg.model.latent,

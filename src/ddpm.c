@@ -6,23 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "genlab/blas.h"
 #include "genlab/kernels_unet.h"
 #include "genlab/pool.h"
+#include "genlab/progress.h"
 #include "genlab/rng.h"
 #include "genlab_config.h"
 
 #define FORMAT_NAME "genlab-ddpm"
 #define FORMAT_VERSION "1"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 DdpmConfig ddpm_config_default(void)
 {
@@ -349,7 +342,7 @@ static void train_step(DdpmTrainer *t, const DdpmHooks *h)
 {
     const int first = t->batch_in_epoch * t->cfg.batch;
     const int B = t->ntrain - first < t->cfg.batch ? t->ntrain - first : t->cfg.batch;
-    double t0 = now_seconds();
+    double t0 = monotonic_seconds();
     make_batch(t, first, B);
     StepJob job = {.t = t, .batch = B};
     /* ε̂ and then its gradient go where x0 was: only xt is needed now */
@@ -363,7 +356,7 @@ static void train_step(DdpmTrainer *t, const DdpmHooks *h)
     pool_run(t->pool, reduce_and_update, &job);
     double sq = 0;
     for (int w = 0; w < pool_size(t->pool); w++) sq += job.loss[w];
-    double loss = sq / ((double)B * MNIST_PIXELS), dt = now_seconds() - t0;
+    double loss = sq / ((double)B * MNIST_PIXELS), dt = monotonic_seconds() - t0;
     t->step++, t->batch_in_epoch++;
     t->images_seen += B;
     t->train_seconds += dt, t->epoch_seconds += dt;

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "genlab/ddpm.h"
 #include "genlab/pool.h"
+#include "genlab/progress.h"
 #include "genlab/rng.h"
 
 struct DdpmJob {
@@ -33,13 +33,6 @@ struct DdpmJob {
     /* under mu */
     DdpmJobStatus pub;
 };
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void ddpm_to_bytes(const float *x, int64_t n, uint8_t *out)
 {
@@ -108,7 +101,7 @@ static void *worker_main(void *arg)
     free(out);
     pthread_mutex_lock(&j->mu);
     j->pub.state = final_state(j, rc, &e);
-    j->pub.seconds = wall_now() - j->started;
+    j->pub.seconds = monotonic_seconds() - j->started;
     pthread_mutex_unlock(&j->mu);
     return NULL;
 }
@@ -179,7 +172,7 @@ DdpmJob *ddpm_job_start(const Unet *model, const Schedule *sched, const DdpmJobC
     }
     j->pub = (DdpmJobStatus){.state = DDPM_JOB_RUNNING, .frames_ready = 1, .frames_total = j->plan.K + 1};
     pthread_mutex_init(&j->mu, NULL);
-    j->started = wall_now();
+    j->started = monotonic_seconds();
     if (pthread_create(&j->thread, NULL, worker_main, j) != 0) {
         pthread_mutex_destroy(&j->mu);
         free_parts(j);
@@ -214,7 +207,7 @@ void ddpm_job_status(DdpmJob *j, DdpmJobStatus *out)
     pthread_mutex_lock(&j->mu);
     *out = j->pub;
     pthread_mutex_unlock(&j->mu);
-    if (out->state == DDPM_JOB_RUNNING) out->seconds = wall_now() - j->started;
+    if (out->state == DDPM_JOB_RUNNING) out->seconds = monotonic_seconds() - j->started;
 }
 
 int ddpm_job_finished(DdpmJob *j)

@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "genlab/progress.h"
 
 struct Job {
     pthread_t thread;
@@ -35,13 +36,6 @@ const char *job_state_name(JobState s)
 {
     static const char *names[] = {"loading", "running", "paused", "finished", "stopped", "failed"};
     return s <= JOB_FAILED ? names[s] : "?";
-}
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -99,7 +93,7 @@ static void update_recon(Job *j)
     j->pub.nrecon = JOB_RECON_N;
     j->pub.version++;
     pthread_mutex_unlock(&j->mu);
-    j->last_recon = wall_now();
+    j->last_recon = monotonic_seconds();
 }
 
 /* ---------------------------------------------------------------- saving */
@@ -188,7 +182,7 @@ static void on_batch(void *ctx, const Trainer *t, double bce, double kld)
     publish_counters(j);
     p->version++;
     pthread_mutex_unlock(&j->mu);
-    if (wall_now() - j->last_recon > 0.5) update_recon(j);
+    if (monotonic_seconds() - j->last_recon > 0.5) update_recon(j);
     serve_save(j);
     wait_while_paused(j);
 }

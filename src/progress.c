@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 void format_duration(char *out, size_t cap, double seconds)
 {
@@ -50,4 +51,11 @@ int progress_format(char *out, size_t cap, const ProgressInfo *p, int width, int
     else cells = 0;
     snprintf(out, cap, "%s%s%s%s%s", head, cells ? "[" : "", bar, cells ? "]" : "", tail);
     return hw + tw + (cells ? cells + 2 : 0);
+}
+
+double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -7,11 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "genlab/blas.h"
 #include "genlab/paths.h"
 #include "genlab/pool.h"
+#include "genlab/progress.h"
 #include "genlab/rng.h"
 #include "genlab_config.h"
 
@@ -23,13 +23,6 @@ TrainConfig train_config_default(void)
 {
     return (TrainConfig){.model = {ARCH_CONV, 2}, .beta = 1.0f, .epochs = 20, .batch = 64,
                          .lr = 1e-3f, .seed = 0};
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------------- data */
@@ -354,7 +347,7 @@ static void train_step(Trainer *t, const TrainHooks *h)
     const TrainConfig *c = &t->cfg;
     int first = t->batch_in_epoch * c->batch;
     int B = t->ntrain - first < c->batch ? t->ntrain - first : c->batch;
-    double t0 = now_seconds();
+    double t0 = monotonic_seconds();
     dataset_gather(&t->data->train_file, t->order + first, B, t->xbuf);
     Rng r;
     rng_seed(&r, c->seed, RNG_NOISE, (uint64_t)t->step);
@@ -365,7 +358,7 @@ static void train_step(Trainer *t, const TrainHooks *h)
     pool_run(t->pool, reduce_and_update, &job);
     VaeLoss L = {0, 0};
     for (int w = 0; w < pool_size(t->pool); w++) L.bce += job.loss[w].bce, L.kld += job.loss[w].kld;
-    double dt = now_seconds() - t0;
+    double dt = monotonic_seconds() - t0;
     t->step++;
     t->batch_in_epoch++;
     t->images_seen += B;

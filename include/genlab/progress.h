@@ -20,6 +20,10 @@ typedef struct {
  * when utf8 is nonzero, '#' otherwise. Returns the text's display width. */
 int progress_format(char *out, size_t cap, const ProgressInfo *p, int width, int utf8);
 
+/* Seconds on the monotonic clock: what every throughput, ETA and "took"
+ * figure is measured with. */
+double monotonic_seconds(void);
+
 /* "1:12", "1:02:03", "--:--" for negative. */
 void format_duration(char *out, size_t cap, double seconds);
 

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "genlab/paths.h"
+#include "genlab/progress.h"
 #include "genlab/term.h"
 
 static const Screen *const screens[] = {&screen_train, &screen_latent, &screen_generate,
@@ -56,12 +57,7 @@ void draw_digit_scatter(CellBuf *b, int x, int y, int w, int h, const View *view
     braille_free(&canvas);
 }
 
-double app_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+double app_now(void) { return monotonic_seconds(); }
 
 void app_status(App *a, const char *fmt, ...)
 {
