@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,3 +112,26 @@ int cli_write_grid(const char *cmd, const char *path, const float *imgs, int n, 
     fprintf(stderr, "wrote %s\n", path);
     return 0;
 }
+
+/* ------------------------------------------------------------- Ctrl-C */
+
+static atomic_int interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    atomic_store(&interrupted, 1);
+    /* A second Ctrl-C kills at once; saves are atomic, the old file stays intact. */
+    signal(SIGINT, SIG_DFL);
+}
+
+atomic_int *cli_catch_interrupt(void)
+{
+    atomic_store(&interrupted, 0);
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    return &interrupted;
+}
+
+void cli_release_interrupt(void) { signal(SIGINT, SIG_DFL); }

@@ -3,7 +3,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,15 +147,6 @@ static const char train_help[] =
     "  --threads N        worker threads (default: all cores)\n"
     "  --data DIR         other MNIST-shaped IDX files\n"
     "  --json             print the final metrics as one JSON line on stdout\n";
-
-static atomic_int g_interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    atomic_store(&g_interrupted, 1);
-    signal(SIGINT, SIG_DFL); /* a second Ctrl-C kills at once; saves are atomic */
-}
 
 typedef struct {
     DdpmTrainer *t;
@@ -307,17 +297,14 @@ static void print_train_result(const DdpmTrainer *t, const char *out)
 
 static int run_training(DdpmTrainer *t, TrainView *v, int weights_only)
 {
-    DdpmHooks hooks = {.ctx = v, .on_batch = on_batch, .on_epoch = on_epoch, .stop = &g_interrupted};
+    DdpmHooks hooks = {.ctx = v, .on_batch = on_batch, .on_epoch = on_epoch, .stop = cli_catch_interrupt()};
     Err e;
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
     int rc = ddpm_trainer_run(t, &hooks, &e);
-    signal(SIGINT, SIG_DFL);
+    cli_release_interrupt();
     if (v->tty) fprintf(stderr, "\r\033[K");
     if (rc) return cli_fail("ddpm train", &e);
     if (v->save_failed) return cli_fail("ddpm train", &v->save_err);
-    int interrupted = atomic_load(&g_interrupted);
+    int interrupted = atomic_load(hooks.stop);
     rc = interrupted ? ddpm_trainer_checkpoint(t, v->out, &e) : ddpm_trainer_save(t, v->out, !weights_only, &e);
     if (rc) return cli_fail("ddpm train", &e);
     if (interrupted) {

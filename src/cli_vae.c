@@ -3,7 +3,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,16 +240,6 @@ static const char train_help[] =
     "  --data DIR         other MNIST-shaped IDX files (e.g. Fashion-MNIST)\n"
     "  --json             print the final metrics as one JSON line on stdout\n";
 
-static atomic_int g_interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    atomic_store(&g_interrupted, 1);
-    /* A second Ctrl-C kills at once; the atomic save leaves the old file intact. */
-    signal(SIGINT, SIG_DFL);
-}
-
 typedef struct {
     Trainer *t;
     const char *out;
@@ -373,17 +362,14 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
 /* Trains, then saves; reports an interruption as 130. */
 static int run_training(Trainer *t, TrainView *v, int weights_only)
 {
-    TrainHooks hooks = {.ctx = v, .on_batch = on_batch, .on_epoch = on_epoch, .stop = &g_interrupted};
+    TrainHooks hooks = {.ctx = v, .on_batch = on_batch, .on_epoch = on_epoch, .stop = cli_catch_interrupt()};
     Err e;
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
     int rc = trainer_run(t, &hooks, &e);
-    signal(SIGINT, SIG_DFL);
+    cli_release_interrupt();
     if (v->tty) fprintf(stderr, "\r\033[K");
     if (rc) return cli_fail("train", &e);
     if (v->save_failed) return cli_fail("train", &v->save_err);
-    int interrupted = atomic_load(&g_interrupted);
+    int interrupted = atomic_load(hooks.stop);
     if (trainer_save(t, v->out, interrupted || !weights_only, &e)) return cli_fail("train", &e);
     if (interrupted) {
         fprintf(stderr, "genlab train: interrupted at epoch %d, step %" PRId64 "; saved %s (continue with --resume %s)\n",

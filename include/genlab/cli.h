@@ -4,6 +4,7 @@
 #ifndef GENLAB_CLI_H
 #define GENLAB_CLI_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "genlab/error.h"
@@ -43,6 +44,12 @@ int cli_check_image_name(const char *cmd, const char *out);
 /* Writes n 28×28 images (floats in [0, 1]) as one grid file with `cols`
  * columns; prints "wrote PATH" to stderr, or the error (returns 1). */
 int cli_write_grid(const char *cmd, const char *path, const float *imgs, int n, int cols);
+
+/* Ctrl-C during a long command: the first sets the returned flag (a
+ * trainer's stop flag, so it saves and stops), a second kills at once.
+ * cli_release_interrupt restores the default; the flag keeps its value. */
+atomic_int *cli_catch_interrupt(void);
+void cli_release_interrupt(void);
 
 /* Applies --threads (0 = leave OpenBLAS's default). */
 void cli_set_threads(int threads);
