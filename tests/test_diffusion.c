@@ -28,13 +28,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *falloc(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
 static void check_near(const char *what, double got, double ref, double tol)
 {
     if (!(fabs(got - ref) <= tol))
@@ -66,11 +59,6 @@ static void make_plan(SamplerPlan *p, const Schedule *s, SamplerKind kind, int K
     Err e = {{0}};
     if (sampler_plan_create(p, s, kind, K, eta, var, &e) != 0)
         fail_msg("sampler_plan_create(K=%d): %s", K, e.msg);
-}
-
-static void fill_uniform(Rng *r, float *p, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng_uniform(r);
 }
 
 /* x_t = √ᾱ·x0 + √(1−ᾱ)·ε for n values, in double. */
@@ -221,7 +209,7 @@ static void test_q_sample_statistics(void **state)
     enum { N = 20000 };
     Schedule s;
     make_schedule(&s, SCHEDULE_COSINE, 4000);
-    float *x0 = falloc(N), *eps = falloc(N), *xt = falloc(N);
+    float *x0 = test_falloc(N), *eps = test_falloc(N), *xt = test_falloc(N);
     int *t = malloc(N * sizeof *t);
     assert_non_null(t);
     Rng r;
@@ -432,7 +420,7 @@ static void make_xt(const Schedule *s, int t, float *x0, float *eps, float *xt, 
 {
     Rng r;
     rng_seed(&r, seed, RNG_EVAL, 0);
-    fill_uniform(&r, x0, SN, -0.9f, 0.9f);
+    test_fill_uniform(&r, x0, SN, -0.9f, 0.9f);
     rng_fill_normal(&r, eps, SN);
     int tv[SB];
     for (int b = 0; b < SB; b++) tv[b] = t;
@@ -642,7 +630,7 @@ static void check_oracle_chain(SamplerKind kind, double eta, VarianceKind var)
     double ref[B * D];
     Rng r;
     rng_seed(&r, 4, RNG_EVAL, 0);
-    fill_uniform(&r, x0, D, -0.9f, 0.9f);
+    test_fill_uniform(&r, x0, D, -0.9f, 0.9f);
     for (int k = 0; k < B * D; k++) ref[k] = x0[k % D];
     Oracle o = {.s = &s, .x0 = x0, .D = D};
     Err e = {{0}};

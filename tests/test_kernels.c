@@ -34,32 +34,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *falloc(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-static double *dalloc(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-static void fill_uniform(Rng *r, float *p, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng_uniform(r);
-}
-
-static double dot_fd(const float *a, const float *b, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
 /* ------------------------------------------------- naive references (double) */
 
 /* PyTorch's Linear: out[b, o] = bias[o] + Σᵢ W[o, i]·in[b, i]. */
@@ -217,12 +191,12 @@ static void test_linear_forward_naive(void **state)
     const int dims[][3] = {{1, 1, 1}, {3, 7, 5}, {2, 784, 512}, {3, 3136, 2}, {5, 2, 3136}};
     for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
         const int B = dims[t][0], ni = dims[t][1], no = dims[t][2];
-        float *in = falloc((size_t)B * ni), *w = falloc((size_t)no * ni), *b = falloc(no);
-        float *out = falloc((size_t)B * no);
-        double *ref = dalloc((size_t)B * no);
-        fill_uniform(&r, in, (size_t)B * ni, -1, 1);
-        fill_uniform(&r, w, (size_t)no * ni, -1, 1);
-        fill_uniform(&r, b, no, -1, 1);
+        float *in = test_falloc((size_t)B * ni), *w = test_falloc((size_t)no * ni), *b = test_falloc(no);
+        float *out = test_falloc((size_t)B * no);
+        double *ref = test_dalloc((size_t)B * no);
+        test_fill_uniform(&r, in, (size_t)B * ni, -1, 1);
+        test_fill_uniform(&r, w, (size_t)no * ni, -1, 1);
+        test_fill_uniform(&r, b, no, -1, 1);
         linear_forward(out, in, w, b, B, ni, no);
         naive_linear(ref, in, w, b, B, ni, no);
         char what[64];
@@ -243,13 +217,13 @@ static void test_conv2d_forward_naive(void **state)
         const size_t nin = (size_t)c->B * c->ci * c->ih * c->iw;
         const size_t nout = (size_t)c->B * c->co * s.out_h * s.out_w;
         const size_t nw = (size_t)c->co * c->ci * c->k * c->k;
-        float *in = falloc(nin), *w = falloc(nw), *b = falloc(c->co), *out = falloc(nout);
-        float *col = falloc((size_t)c->ci * c->k * c->k * c->B * s.out_h * s.out_w);
-        float *ws = falloc(conv_workspace_floats(&s, c->B));
-        double *ref = dalloc(nout);
-        fill_uniform(&r, in, nin, -1, 1);
-        fill_uniform(&r, w, nw, -1, 1);
-        fill_uniform(&r, b, c->co, -1, 1);
+        float *in = test_falloc(nin), *w = test_falloc(nw), *b = test_falloc(c->co), *out = test_falloc(nout);
+        float *col = test_falloc((size_t)c->ci * c->k * c->k * c->B * s.out_h * s.out_w);
+        float *ws = test_falloc(conv_workspace_floats(&s, c->B));
+        double *ref = test_dalloc(nout);
+        test_fill_uniform(&r, in, nin, -1, 1);
+        test_fill_uniform(&r, w, nw, -1, 1);
+        test_fill_uniform(&r, b, c->co, -1, 1);
         conv2d_forward(out, col, ws, in, w, b, &s, c->B);
         naive_conv2d(ref, in, w, b, c->B, c->ci, c->ih, c->iw, c->co, c->k, c->s, c->p, s.out_h,
                      s.out_w);
@@ -273,12 +247,12 @@ static void test_convt_forward_naive(void **state)
         const size_t nin = (size_t)c->B * c->cin * c->ih * c->iw;
         const size_t nout = (size_t)c->B * c->cout * oh * ow;
         const size_t nw = (size_t)c->cin * c->cout * c->k * c->k;
-        float *in = falloc(nin), *w = falloc(nw), *b = falloc(c->cout), *out = falloc(nout);
-        float *ws = falloc(conv_workspace_floats(&s, c->B));
-        double *ref = dalloc(nout);
-        fill_uniform(&r, in, nin, -1, 1);
-        fill_uniform(&r, w, nw, -1, 1);
-        fill_uniform(&r, b, c->cout, -1, 1);
+        float *in = test_falloc(nin), *w = test_falloc(nw), *b = test_falloc(c->cout), *out = test_falloc(nout);
+        float *ws = test_falloc(conv_workspace_floats(&s, c->B));
+        double *ref = test_dalloc(nout);
+        test_fill_uniform(&r, in, nin, -1, 1);
+        test_fill_uniform(&r, w, nw, -1, 1);
+        test_fill_uniform(&r, b, c->cout, -1, 1);
         for (size_t i = 0; i < nout; i++) out[i] = NAN; /* must be overwritten */
         convt_forward(out, ws, in, w, b, &s, c->B);
         naive_convt(ref, in, w, b, c->B, c->cin, c->ih, c->iw, c->cout, c->k, c->s, c->p, oh, ow);
@@ -303,19 +277,19 @@ static void test_convt_is_conv_adjoint(void **state)
         const size_t nx = (size_t)c->B * s.in_c * s.in_h * s.in_w;
         const size_t ny = (size_t)c->B * s.out_c * s.out_h * s.out_w;
         const size_t nw = (size_t)s.out_c * s.in_c * c->k * c->k;
-        float *x = falloc(nx), *y = falloc(ny), *w = falloc(nw);
-        float *zb_out = falloc(s.out_c), *zb_in = falloc(s.in_c);
-        float *cx = falloc(ny), *ty = falloc(nx);
-        float *col = falloc((size_t)s.in_c * c->k * c->k * c->B * s.out_h * s.out_w);
-        float *ws = falloc(conv_workspace_floats(&s, c->B));
-        fill_uniform(&r, x, nx, -1, 1);
-        fill_uniform(&r, y, ny, -1, 1);
-        fill_uniform(&r, w, nw, -1, 1);
+        float *x = test_falloc(nx), *y = test_falloc(ny), *w = test_falloc(nw);
+        float *zb_out = test_falloc(s.out_c), *zb_in = test_falloc(s.in_c);
+        float *cx = test_falloc(ny), *ty = test_falloc(nx);
+        float *col = test_falloc((size_t)s.in_c * c->k * c->k * c->B * s.out_h * s.out_w);
+        float *ws = test_falloc(conv_workspace_floats(&s, c->B));
+        test_fill_uniform(&r, x, nx, -1, 1);
+        test_fill_uniform(&r, y, ny, -1, 1);
+        test_fill_uniform(&r, w, nw, -1, 1);
         memset(zb_out, 0, s.out_c * sizeof *zb_out);
         memset(zb_in, 0, s.in_c * sizeof *zb_in);
         conv2d_forward(cx, col, ws, x, w, zb_out, &s, c->B);
         convt_forward(ty, ws, y, w, zb_in, &s, c->B);
-        double a = dot_fd(ty, x, nx), b = dot_fd(y, cx, ny);
+        double a = test_dot(ty, x, nx), b = test_dot(y, cx, ny);
         double scale = sqrt((double)nx * ny) * 1e-6 + 1e-6 * fabs(b);
         if (!(fabs(a - b) <= scale))
             fail_msg("case %zu: <convT(y), x> = %.9g but <y, conv(x)> = %.9g", t, a, b);
@@ -336,8 +310,8 @@ static void test_im2col_layout(void **state)
         const int k = c->k, oh = s.out_h, ow = s.out_w, B = c->B;
         const size_t nin = (size_t)B * c->ci * c->ih * c->iw;
         const size_t P = (size_t)B * oh * ow, ncol = (size_t)c->ci * k * k * P;
-        float *in = falloc(nin), *col = falloc(ncol);
-        fill_uniform(&r, in, nin, -1, 1);
+        float *in = test_falloc(nin), *col = test_falloc(ncol);
+        test_fill_uniform(&r, in, nin, -1, 1);
         for (size_t i = 0; i < ncol; i++) col[i] = NAN; /* every entry is written */
         im2col_batch(col, in, &s, B);
         for (int ch = 0; ch < c->ci; ch++)
@@ -370,13 +344,13 @@ static void test_im2col_col2im_adjoint(void **state)
         ConvShape s = case_shape(c);
         const size_t nin = (size_t)c->B * c->ci * c->ih * c->iw;
         const size_t ncol = (size_t)c->ci * c->k * c->k * c->B * s.out_h * s.out_w;
-        float *x = falloc(nin), *cx = falloc(ncol), *cc = falloc(ncol), *back = falloc(nin);
-        fill_uniform(&r, x, nin, -1, 1);
-        fill_uniform(&r, cc, ncol, -1, 1);
+        float *x = test_falloc(nin), *cx = test_falloc(ncol), *cc = test_falloc(ncol), *back = test_falloc(nin);
+        test_fill_uniform(&r, x, nin, -1, 1);
+        test_fill_uniform(&r, cc, ncol, -1, 1);
         im2col_batch(cx, x, &s, c->B);
         for (size_t i = 0; i < nin; i++) back[i] = 1e30f; /* col2im overwrites */
         col2im_batch(back, cc, &s, c->B);
-        double a = dot_fd(back, x, nin), b = dot_fd(cc, cx, ncol);
+        double a = test_dot(back, x, nin), b = test_dot(cc, cx, ncol);
         /* both sides are sums of the same products in double (col2im's
          * float sums of at most k² terms aside) */
         if (!(fabs(a - b) <= 1e-5 * (1.0 + sqrt((double)ncol))))
@@ -396,8 +370,8 @@ typedef double (*LossFn)(void *ctx);
 static double fd_check(const char *what, LossFn fn, void *ctx, float *p, const float *analytic,
                        const size_t *idx, size_t n, float h, double tol)
 {
-    float *got = falloc(n);
-    double *fd = dalloc(n);
+    float *got = test_falloc(n);
+    double *fd = test_dalloc(n);
     for (size_t t = 0; t < n; t++) {
         size_t i = idx ? idx[t] : t;
         float save = p[i];
@@ -438,7 +412,7 @@ static double lin_loss(void *vc)
 {
     LinCtx *c = vc;
     linear_forward(c->out, c->in, c->w, c->b, c->B, c->ni, c->no);
-    return dot_fd(c->out, c->wt, (size_t)c->B * c->no);
+    return test_dot(c->out, c->wt, (size_t)c->B * c->no);
 }
 
 #define FD_TOL 1e-4 /* measured: ≤ 4.4e-6 (largest on 3136-long sums) */
@@ -453,13 +427,13 @@ static void test_linear_backward_fd(void **state)
     for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
         LinCtx c = {.B = dims[t][0], .ni = dims[t][1], .no = dims[t][2]};
         const size_t nin = (size_t)c.B * c.ni, nw = (size_t)c.no * c.ni, nout = (size_t)c.B * c.no;
-        c.in = falloc(nin), c.w = falloc(nw), c.b = falloc(c.no), c.out = falloc(nout);
-        c.wt = falloc(nout);
-        fill_uniform(&r, c.in, nin, -1, 1);
-        fill_uniform(&r, c.w, nw, -1, 1);
-        fill_uniform(&r, c.b, c.no, -1, 1);
-        fill_uniform(&r, c.wt, nout, -1, 1);
-        float *din = falloc(nin), *dw = falloc(nw), *db = falloc(c.no);
+        c.in = test_falloc(nin), c.w = test_falloc(nw), c.b = test_falloc(c.no), c.out = test_falloc(nout);
+        c.wt = test_falloc(nout);
+        test_fill_uniform(&r, c.in, nin, -1, 1);
+        test_fill_uniform(&r, c.w, nw, -1, 1);
+        test_fill_uniform(&r, c.b, c.no, -1, 1);
+        test_fill_uniform(&r, c.wt, nout, -1, 1);
+        float *din = test_falloc(nin), *dw = test_falloc(nw), *db = test_falloc(c.no);
         memset(dw, 0, nw * sizeof *dw);
         memset(db, 0, c.no * sizeof *db);
         for (size_t i = 0; i < nin; i++) din[i] = NAN; /* overwritten */
@@ -492,7 +466,7 @@ static double conv_loss(void *vc)
 {
     ConvCtx *c = vc;
     conv2d_forward(c->out, c->col, c->ws, c->in, c->w, c->b, &c->s, c->B);
-    return dot_fd(c->out, c->wt, (size_t)c->B * c->s.out_c * c->s.out_h * c->s.out_w);
+    return test_dot(c->out, c->wt, (size_t)c->B * c->s.out_c * c->s.out_h * c->s.out_w);
 }
 
 static void conv_ctx_init(ConvCtx *c, Rng *r, ConvShape s, int B)
@@ -502,14 +476,14 @@ static void conv_ctx_init(ConvCtx *c, Rng *r, ConvShape s, int B)
     const size_t nin = (size_t)B * s.in_c * s.in_h * s.in_w;
     const size_t nout = (size_t)B * s.out_c * s.out_h * s.out_w;
     const size_t nw = (size_t)s.out_c * s.in_c * s.k * s.k;
-    c->in = falloc(nin), c->w = falloc(nw), c->b = falloc(s.out_c), c->out = falloc(nout);
-    c->col = falloc((size_t)s.in_c * s.k * s.k * B * s.out_h * s.out_w);
-    c->ws = falloc(conv_workspace_floats(&s, B));
-    c->wt = falloc(nout);
-    fill_uniform(r, c->in, nin, -1, 1);
-    fill_uniform(r, c->w, nw, -1, 1);
-    fill_uniform(r, c->b, s.out_c, -1, 1);
-    fill_uniform(r, c->wt, nout, -1, 1);
+    c->in = test_falloc(nin), c->w = test_falloc(nw), c->b = test_falloc(s.out_c), c->out = test_falloc(nout);
+    c->col = test_falloc((size_t)s.in_c * s.k * s.k * B * s.out_h * s.out_w);
+    c->ws = test_falloc(conv_workspace_floats(&s, B));
+    c->wt = test_falloc(nout);
+    test_fill_uniform(r, c->in, nin, -1, 1);
+    test_fill_uniform(r, c->w, nw, -1, 1);
+    test_fill_uniform(r, c->b, s.out_c, -1, 1);
+    test_fill_uniform(r, c->wt, nout, -1, 1);
 }
 
 static void conv_ctx_free(ConvCtx *c)
@@ -524,7 +498,7 @@ static void conv_fd_case(Rng *r, const ConvCase *cc, size_t sample)
     const ConvShape *s = &c.s;
     const size_t nin = (size_t)c.B * s->in_c * s->in_h * s->in_w;
     const size_t nw = (size_t)s->out_c * s->in_c * s->k * s->k;
-    float *din = falloc(nin), *dw = falloc(nw), *db = falloc(s->out_c);
+    float *din = test_falloc(nin), *dw = test_falloc(nw), *db = test_falloc(s->out_c);
     memset(dw, 0, nw * sizeof *dw);
     memset(db, 0, s->out_c * sizeof *db);
     for (size_t i = 0; i < nin; i++) din[i] = NAN;
@@ -577,7 +551,7 @@ static double convt_loss(void *vc)
 {
     ConvtCtx *c = vc;
     convt_forward(c->out, c->ws, c->in, c->w, c->b, &c->s, c->B);
-    return dot_fd(c->out, c->wt, convt_nout(c));
+    return test_dot(c->out, c->wt, convt_nout(c));
 }
 
 static void convt_ctx_init(ConvtCtx *c, Rng *r, ConvShape s, int B)
@@ -586,13 +560,13 @@ static void convt_ctx_init(ConvtCtx *c, Rng *r, ConvShape s, int B)
     c->B = B;
     const size_t nin = convt_nin(c), nout = convt_nout(c);
     const size_t nw = (size_t)s.out_c * s.in_c * s.k * s.k;
-    c->in = falloc(nin), c->w = falloc(nw), c->b = falloc(s.in_c), c->out = falloc(nout);
-    c->ws = falloc(conv_workspace_floats(&s, B));
-    c->wt = falloc(nout);
-    fill_uniform(r, c->in, nin, -1, 1);
-    fill_uniform(r, c->w, nw, -1, 1);
-    fill_uniform(r, c->b, s.in_c, -1, 1);
-    fill_uniform(r, c->wt, nout, -1, 1);
+    c->in = test_falloc(nin), c->w = test_falloc(nw), c->b = test_falloc(s.in_c), c->out = test_falloc(nout);
+    c->ws = test_falloc(conv_workspace_floats(&s, B));
+    c->wt = test_falloc(nout);
+    test_fill_uniform(r, c->in, nin, -1, 1);
+    test_fill_uniform(r, c->w, nw, -1, 1);
+    test_fill_uniform(r, c->b, s.in_c, -1, 1);
+    test_fill_uniform(r, c->wt, nout, -1, 1);
 }
 
 static void convt_ctx_free(ConvtCtx *c)
@@ -606,7 +580,7 @@ static void convt_fd_case(Rng *r, const ConvtCase *cc, size_t sample)
     convt_ctx_init(&c, r, tcase_shape(cc), cc->B);
     const ConvShape *s = &c.s;
     const size_t nin = convt_nin(&c), nw = (size_t)s->out_c * s->in_c * s->k * s->k;
-    float *din = falloc(nin), *dw = falloc(nw), *db = falloc(s->in_c);
+    float *din = test_falloc(nin), *dw = test_falloc(nw), *db = test_falloc(s->in_c);
     memset(dw, 0, nw * sizeof *dw);
     memset(db, 0, s->in_c * sizeof *db);
     for (size_t i = 0; i < nin; i++) din[i] = NAN;
@@ -655,28 +629,28 @@ static void test_backward_accumulates(void **state)
     {
         const int B = 3, ni = 37, no = 11;
         const size_t nw = (size_t)no * ni;
-        float *in = falloc((size_t)B * ni), *w = falloc(nw), *dout = falloc((size_t)B * no);
-        float *din = falloc((size_t)B * ni), *din2 = falloc((size_t)B * ni);
-        float *dw1 = falloc(nw), *db1 = falloc(no), *dw2 = falloc(nw), *db2 = falloc(no);
-        float *dw3 = falloc(nw), *db3 = falloc(no), *pre_w = falloc(nw), *pre_b = falloc(no);
-        fill_uniform(&r, in, (size_t)B * ni, -1, 1);
-        fill_uniform(&r, w, nw, -1, 1);
-        fill_uniform(&r, dout, (size_t)B * no, -1, 1);
+        float *in = test_falloc((size_t)B * ni), *w = test_falloc(nw), *dout = test_falloc((size_t)B * no);
+        float *din = test_falloc((size_t)B * ni), *din2 = test_falloc((size_t)B * ni);
+        float *dw1 = test_falloc(nw), *db1 = test_falloc(no), *dw2 = test_falloc(nw), *db2 = test_falloc(no);
+        float *dw3 = test_falloc(nw), *db3 = test_falloc(no), *pre_w = test_falloc(nw), *pre_b = test_falloc(no);
+        test_fill_uniform(&r, in, (size_t)B * ni, -1, 1);
+        test_fill_uniform(&r, w, nw, -1, 1);
+        test_fill_uniform(&r, dout, (size_t)B * no, -1, 1);
         memset(dw1, 0, nw * sizeof(float)), memset(db1, 0, no * sizeof(float));
         memset(dw2, 0, nw * sizeof(float)), memset(db2, 0, no * sizeof(float));
         linear_backward(din, dw1, db1, dout, in, w, B, ni, no);
         /* twice into the same buffers: 2×, with din == NULL the second time */
         linear_backward(din2, dw2, db2, dout, in, w, B, ni, no);
         linear_backward(NULL, dw2, db2, dout, in, w, B, ni, no);
-        double *ref = dalloc(nw);
+        double *ref = test_dalloc(nw);
         for (size_t i = 0; i < nw; i++) ref[i] = 2.0 * dw1[i];
         test_check_close_d("linear dW after two backward calls", dw2, ref, nw, 1e-6);
         for (int i = 0; i < no; i++) ref[i] = 2.0 * db1[i];
         test_check_close_d("linear db after two backward calls", db2, ref, no, 1e-6);
         test_check_close("linear din (same inputs, twice)", din2, din, (size_t)B * ni, 0.0);
         /* onto arbitrary existing values */
-        fill_uniform(&r, pre_w, nw, -1, 1);
-        fill_uniform(&r, pre_b, no, -1, 1);
+        test_fill_uniform(&r, pre_w, nw, -1, 1);
+        test_fill_uniform(&r, pre_b, no, -1, 1);
         memcpy(dw3, pre_w, nw * sizeof(float)), memcpy(db3, pre_b, no * sizeof(float));
         linear_backward(NULL, dw3, db3, dout, in, w, B, ni, no);
         for (size_t i = 0; i < nw; i++) ref[i] = (double)pre_w[i] + dw1[i];
@@ -698,17 +672,17 @@ static void test_backward_accumulates(void **state)
         const size_t nw = (size_t)s.out_c * s.in_c * s.k * s.k;
         const int nb = kind == 0 ? s.out_c : s.in_c;
         const size_t nd = kind == 0 ? nx : ny; /* din's size */
-        float *x = falloc(nx), *y = falloc(ny), *w = falloc(nw);
-        float *col = falloc((size_t)s.in_c * s.k * s.k * B * s.out_h * s.out_w);
-        float *ws = falloc(conv_workspace_floats(&s, B));
-        float *din = falloc(nd), *din2 = falloc(nd);
+        float *x = test_falloc(nx), *y = test_falloc(ny), *w = test_falloc(nw);
+        float *col = test_falloc((size_t)s.in_c * s.k * s.k * B * s.out_h * s.out_w);
+        float *ws = test_falloc(conv_workspace_floats(&s, B));
+        float *din = test_falloc(nd), *din2 = test_falloc(nd);
         float *dw1 = calloc(nw, sizeof(float)), *db1 = calloc(nb, sizeof(float));
         float *dw2 = calloc(nw, sizeof(float)), *db2 = calloc(nb, sizeof(float));
         float *dw3 = calloc(nw, sizeof(float)), *db3 = calloc(nb, sizeof(float));
         assert_true(dw1 && db1 && dw2 && db2 && dw3 && db3);
-        fill_uniform(&r, x, nx, -1, 1);
-        fill_uniform(&r, y, ny, -1, 1);
-        fill_uniform(&r, w, nw, -1, 1);
+        test_fill_uniform(&r, x, nx, -1, 1);
+        test_fill_uniform(&r, y, ny, -1, 1);
+        test_fill_uniform(&r, w, nw, -1, 1);
         const char *name = kind == 0 ? "conv2d" : "convT";
         if (kind == 0) {
             im2col_batch(col, x, &s, B); /* what the forward leaves for backward */
@@ -724,7 +698,7 @@ static void test_backward_accumulates(void **state)
             convt_backward(NULL, dw3, db3, ws, x, y, w, &s, B);
         }
         char what[64];
-        double *ref = dalloc(nw);
+        double *ref = test_dalloc(nw);
         for (size_t i = 0; i < nw; i++) ref[i] = 2.0 * dw1[i];
         snprintf(what, sizeof what, "%s dW after two backward calls", name);
         test_check_close_d(what, dw2, ref, nw, 1e-6);
@@ -926,10 +900,10 @@ static void test_kld_fd(void **state)
     enum { N = 64 };
     float mu[N], lv[N], dmu[N], dlv[N], pre_mu[N], pre_lv[N];
     double fd_mu[N], fd_lv[N];
-    fill_uniform(&r, mu, N, -2, 2);
-    fill_uniform(&r, lv, N, -3, 2);
-    fill_uniform(&r, pre_mu, N, -1, 1);
-    fill_uniform(&r, pre_lv, N, -1, 1);
+    test_fill_uniform(&r, mu, N, -2, 2);
+    test_fill_uniform(&r, lv, N, -3, 2);
+    test_fill_uniform(&r, pre_mu, N, -1, 1);
+    test_fill_uniform(&r, pre_lv, N, -1, 1);
     const float scale = 0.7f;
     memset(dmu, 0, sizeof dmu);
     memset(dlv, 0, sizeof dlv);
@@ -964,7 +938,7 @@ static double rep_loss(void *vc)
 {
     RepCtx *c = vc;
     reparam_forward(c->z, c->mu, c->lv, c->eps, (size_t)c->n);
-    return dot_fd(c->z, c->wt, (size_t)c->n);
+    return test_dot(c->z, c->wt, (size_t)c->n);
 }
 
 static void test_reparam(void **state)
@@ -974,10 +948,10 @@ static void test_reparam(void **state)
     rng_seed(&r, 15, RNG_EVAL, 0);
     enum { N = 64 };
     float z[N], mu[N], lv[N], eps[N], wt[N], dmu[N], dlv[N], pre_mu[N], pre_lv[N];
-    fill_uniform(&r, mu, N, -2, 2);
-    fill_uniform(&r, lv, N, -3, 2);
+    test_fill_uniform(&r, mu, N, -2, 2);
+    test_fill_uniform(&r, lv, N, -3, 2);
     rng_fill_normal(&r, eps, N);
-    fill_uniform(&r, wt, N, -1, 1);
+    test_fill_uniform(&r, wt, N, -1, 1);
     RepCtx c = {N, z, mu, lv, eps, wt};
     rep_loss(&c);
     for (int i = 0; i < N; i++) {
@@ -985,8 +959,8 @@ static void test_reparam(void **state)
         if (!(fabs(z[i] - want) <= 1e-6 * (1.0 + fabs(want))))
             fail_msg("z[%d] = %.9g, want %.9g", i, (double)z[i], want);
     }
-    fill_uniform(&r, pre_mu, N, -1, 1);
-    fill_uniform(&r, pre_lv, N, -1, 1);
+    test_fill_uniform(&r, pre_mu, N, -1, 1);
+    test_fill_uniform(&r, pre_lv, N, -1, 1);
     memset(dmu, 0, sizeof dmu);
     memset(dlv, 0, sizeof dlv);
     reparam_backward(dmu, dlv, wt, lv, eps, N);
@@ -1046,12 +1020,12 @@ static void check_stream_case(int ci, int side, int co, int stride, int B)
     const size_t nw = (size_t)co * ci * 9;
     Rng r;
     rng_seed(&r, 11, RNG_EVAL, (uint64_t)(ci * 1000 + side));
-    float *in = falloc(nin), *w = falloc(nw), *b = falloc(co), *dout = falloc(nout);
-    fill_uniform(&r, in, nin, -1, 1), fill_uniform(&r, w, nw, -0.3f, 0.3f);
-    fill_uniform(&r, b, co, -1, 1), fill_uniform(&r, dout, nout, -1, 1);
-    float *col = falloc(conv_workspace_floats(&s, B)), *ws = falloc(conv_workspace_floats(&s, B));
-    float *wss = falloc(conv_stream_workspace_floats(&s, B));
-    float *o1 = falloc(nout), *o2 = falloc(nout), *di1 = falloc(nin), *di2 = falloc(nin);
+    float *in = test_falloc(nin), *w = test_falloc(nw), *b = test_falloc(co), *dout = test_falloc(nout);
+    test_fill_uniform(&r, in, nin, -1, 1), test_fill_uniform(&r, w, nw, -0.3f, 0.3f);
+    test_fill_uniform(&r, b, co, -1, 1), test_fill_uniform(&r, dout, nout, -1, 1);
+    float *col = test_falloc(conv_workspace_floats(&s, B)), *ws = test_falloc(conv_workspace_floats(&s, B));
+    float *wss = test_falloc(conv_stream_workspace_floats(&s, B));
+    float *o1 = test_falloc(nout), *o2 = test_falloc(nout), *di1 = test_falloc(nin), *di2 = test_falloc(nin);
     float *dw1 = calloc(nw, sizeof *dw1), *dw2 = calloc(nw, sizeof *dw2);
     float *db1 = calloc(co, sizeof *db1), *db2 = calloc(co, sizeof *db2);
     conv2d_forward(o1, col, ws, in, w, b, &s, B);

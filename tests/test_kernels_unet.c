@@ -36,13 +36,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *falloc(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
 static float *fzeros(size_t n)
 {
     float *p = calloc(n ? n : 1, sizeof *p);
@@ -50,28 +43,9 @@ static float *fzeros(size_t n)
     return p;
 }
 
-static double *dalloc(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-static void fill_uniform(Rng *r, float *p, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng_uniform(r);
-}
-
 static void fill_const(float *p, size_t n, float v)
 {
     for (size_t i = 0; i < n; i++) p[i] = v;
-}
-
-static double dot_fd(const float *a, const float *b, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
 }
 
 /* test_check_close with every element of `got` checked to be finite first:
@@ -98,7 +72,7 @@ static double close_f(const char *what, const float *got, const float *ref, size
 /* ref[i] = k·a[i] + (b ? b[i] : 0): the expected result of accumulation. */
 static double *expect_sum(const float *a, double k, const float *b, size_t n)
 {
-    double *ref = dalloc(n);
+    double *ref = test_dalloc(n);
     for (size_t i = 0; i < n; i++) ref[i] = k * a[i] + (b ? b[i] : 0.0);
     return ref;
 }
@@ -111,7 +85,7 @@ typedef double (*LossFn)(void *ctx);
 static double fd_check(const char *what, LossFn fn, void *ctx, float *p, const float *analytic,
                        size_t n, float h, double tol)
 {
-    double *fd = dalloc(n);
+    double *fd = test_dalloc(n);
     for (size_t i = 0; i < n; i++) {
         const float save = p[i], hp = save + h, hm = save - h;
         p[i] = hp;
@@ -175,12 +149,12 @@ static const GnCase gn_cases[] = {
 static void gn_forward_case(Rng *r, const GnCase *k)
 {
     const size_t n = (size_t)k->B * k->C * k->HW, ng = (size_t)k->B * k->G;
-    float *in = falloc(n), *gamma = falloc(k->C), *beta = falloc(k->C), *out = falloc(n);
-    float *mean = falloc(ng), *rstd = falloc(ng);
-    double *ref = dalloc(n), *rmean = dalloc(ng), *rrstd = dalloc(ng);
-    fill_uniform(r, in, n, k->lo, k->hi);
-    fill_uniform(r, gamma, k->C, 0.5f, 1.5f);
-    fill_uniform(r, beta, k->C, -0.5f, 0.5f);
+    float *in = test_falloc(n), *gamma = test_falloc(k->C), *beta = test_falloc(k->C), *out = test_falloc(n);
+    float *mean = test_falloc(ng), *rstd = test_falloc(ng);
+    double *ref = test_dalloc(n), *rmean = test_dalloc(ng), *rrstd = test_dalloc(ng);
+    test_fill_uniform(r, in, n, k->lo, k->hi);
+    test_fill_uniform(r, gamma, k->C, 0.5f, 1.5f);
+    test_fill_uniform(r, beta, k->C, -0.5f, 0.5f);
     fill_const(out, n, NAN);
     groupnorm_forward(out, mean, rstd, in, gamma, beta, k->B, k->C, k->HW, k->G);
     naive_groupnorm(ref, rmean, rrstd, in, gamma, beta, k->B, k->C, k->HW, k->G);
@@ -237,19 +211,19 @@ static double gn_loss(void *vc)
 {
     GnCtx *c = vc;
     groupnorm_forward(c->out, c->mean, c->rstd, c->in, c->gamma, c->beta, c->B, c->C, c->HW, c->G);
-    return dot_fd(c->out, c->wt, gn_n(c));
+    return test_dot(c->out, c->wt, gn_n(c));
 }
 
 static void gn_ctx_init(GnCtx *c, Rng *r, int B, int C, int HW, int G)
 {
     *c = (GnCtx){.B = B, .C = C, .HW = HW, .G = G};
     const size_t n = gn_n(c);
-    c->in = falloc(n), c->gamma = falloc(C), c->beta = falloc(C), c->out = falloc(n);
-    c->mean = falloc((size_t)B * G), c->rstd = falloc((size_t)B * G), c->wt = falloc(n);
-    fill_uniform(r, c->in, n, -1, 1);
-    fill_uniform(r, c->gamma, C, 0.5f, 1.5f);
-    fill_uniform(r, c->beta, C, -0.5f, 0.5f);
-    fill_uniform(r, c->wt, n, -1, 1);
+    c->in = test_falloc(n), c->gamma = test_falloc(C), c->beta = test_falloc(C), c->out = test_falloc(n);
+    c->mean = test_falloc((size_t)B * G), c->rstd = test_falloc((size_t)B * G), c->wt = test_falloc(n);
+    test_fill_uniform(r, c->in, n, -1, 1);
+    test_fill_uniform(r, c->gamma, C, 0.5f, 1.5f);
+    test_fill_uniform(r, c->beta, C, -0.5f, 0.5f);
+    test_fill_uniform(r, c->wt, n, -1, 1);
 }
 
 static void gn_ctx_free(GnCtx *c)
@@ -268,7 +242,7 @@ static void test_groupnorm_backward_fd(void **state)
         GnCtx c;
         gn_ctx_init(&c, &r, shapes[t][0], shapes[t][1], shapes[t][2], shapes[t][3]);
         const size_t n = gn_n(&c);
-        float *din = falloc(n), *dgamma = fzeros(c.C), *dbeta = fzeros(c.C);
+        float *din = test_falloc(n), *dgamma = fzeros(c.C), *dbeta = fzeros(c.C);
         fill_const(din, n, NAN); /* overwritten */
         gn_loss(&c);
         groupnorm_backward(din, dgamma, dbeta, c.wt, c.in, c.mean, c.rstd, c.gamma, c.B, c.C, c.HW,
@@ -294,10 +268,10 @@ static void test_groupnorm_backward_accumulates(void **state)
     GnCtx c;
     gn_ctx_init(&c, &r, 2, 8, 12, 4);
     const size_t n = gn_n(&c);
-    float *din1 = falloc(n), *din2 = falloc(n), *pre_g = falloc(c.C), *pre_b = falloc(c.C);
+    float *din1 = test_falloc(n), *din2 = test_falloc(n), *pre_g = test_falloc(c.C), *pre_b = test_falloc(c.C);
     float *g1 = fzeros(c.C), *b1 = fzeros(c.C), *g2 = fzeros(c.C), *b2 = fzeros(c.C);
-    fill_uniform(&r, pre_g, c.C, -1, 1);
-    fill_uniform(&r, pre_b, c.C, -1, 1);
+    test_fill_uniform(&r, pre_g, c.C, -1, 1);
+    test_fill_uniform(&r, pre_b, c.C, -1, 1);
     gn_loss(&c);
     fill_const(din1, n, NAN);
     groupnorm_backward(din1, g1, b1, c.wt, c.in, c.mean, c.rstd, c.gamma, c.B, c.C, c.HW, c.G);
@@ -348,7 +322,7 @@ static void test_silu_forward_backward(void **state)
     memcpy(x + SWEEP, ext, sizeof ext);
     Rng r;
     rng_seed(&r, 104, RNG_EVAL, 0);
-    fill_uniform(&r, dout, N, -1, 1);
+    test_fill_uniform(&r, dout, N, -1, 1);
     silu_forward(y, x, N);
     silu_backward(g, dout, x, N);
     for (int i = 0; i < N; i++) {
@@ -381,7 +355,7 @@ static double silu_loss(void *vc)
 {
     SiluCtx *c = vc;
     silu_forward(c->out, c->in, c->n);
-    return dot_fd(c->out, c->wt, c->n);
+    return test_dot(c->out, c->wt, c->n);
 }
 
 static void test_silu_backward_fd(void **state)
@@ -391,8 +365,8 @@ static void test_silu_backward_fd(void **state)
     rng_seed(&r, 105, RNG_EVAL, 0);
     enum { N = 300 };
     float in[N], out[N], wt[N], din[N];
-    fill_uniform(&r, in, N, -6, 6);
-    fill_uniform(&r, wt, N, -1, 1);
+    test_fill_uniform(&r, in, N, -6, 6);
+    test_fill_uniform(&r, wt, N, -1, 1);
     SiluCtx c = {N, in, out, wt};
     silu_backward(din, wt, in, N);
     fd_check("silu din vs FD", silu_loss, &c, in, din, N, FD_H, 3e-4);
@@ -425,11 +399,11 @@ static void test_conv1x1_forward_naive(void **state)
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             const int B = dims[t][0], ci = dims[t][1], co = dims[t][2], HW = dims[t][3];
             const size_t nin = (size_t)B * ci * HW, nout = (size_t)B * co * HW;
-            float *in = falloc(nin), *w = falloc((size_t)co * ci), *b = falloc(co), *out = falloc(nout);
-            double *ref = dalloc(nout);
-            fill_uniform(&r, in, nin, -1, 1);
-            fill_uniform(&r, w, (size_t)co * ci, -1, 1);
-            fill_uniform(&r, b, co, -1, 1);
+            float *in = test_falloc(nin), *w = test_falloc((size_t)co * ci), *b = test_falloc(co), *out = test_falloc(nout);
+            double *ref = test_dalloc(nout);
+            test_fill_uniform(&r, in, nin, -1, 1);
+            test_fill_uniform(&r, w, (size_t)co * ci, -1, 1);
+            test_fill_uniform(&r, b, co, -1, 1);
             fill_const(out, nout, NAN); /* overwritten */
             const float *bias = with_bias ? b : NULL;
             conv1x1_forward(out, in, w, bias, B, ci, co, HW);
@@ -451,19 +425,19 @@ static double c1_loss(void *vc)
 {
     C1Ctx *c = vc;
     conv1x1_forward(c->out, c->in, c->w, c->b, c->B, c->ci, c->co, c->HW);
-    return dot_fd(c->out, c->wt, (size_t)c->B * c->co * c->HW);
+    return test_dot(c->out, c->wt, (size_t)c->B * c->co * c->HW);
 }
 
 static void c1_ctx_init(C1Ctx *c, Rng *r, int B, int ci, int co, int HW)
 {
     *c = (C1Ctx){.B = B, .ci = ci, .co = co, .HW = HW};
     const size_t nin = (size_t)B * ci * HW, nout = (size_t)B * co * HW;
-    c->in = falloc(nin), c->w = falloc((size_t)co * ci), c->b = falloc(co);
-    c->out = falloc(nout), c->wt = falloc(nout);
-    fill_uniform(r, c->in, nin, -1, 1);
-    fill_uniform(r, c->w, (size_t)co * ci, -1, 1);
-    fill_uniform(r, c->b, co, -1, 1);
-    fill_uniform(r, c->wt, nout, -1, 1);
+    c->in = test_falloc(nin), c->w = test_falloc((size_t)co * ci), c->b = test_falloc(co);
+    c->out = test_falloc(nout), c->wt = test_falloc(nout);
+    test_fill_uniform(r, c->in, nin, -1, 1);
+    test_fill_uniform(r, c->w, (size_t)co * ci, -1, 1);
+    test_fill_uniform(r, c->b, co, -1, 1);
+    test_fill_uniform(r, c->wt, nout, -1, 1);
 }
 
 static void c1_ctx_free(C1Ctx *c) { free(c->in), free(c->w), free(c->b), free(c->out), free(c->wt); }
@@ -478,7 +452,7 @@ static void test_conv1x1_backward_fd(void **state)
         C1Ctx c;
         c1_ctx_init(&c, &r, dims[t][0], dims[t][1], dims[t][2], dims[t][3]);
         const size_t nin = (size_t)c.B * c.ci * c.HW, nw = (size_t)c.co * c.ci;
-        float *din = falloc(nin), *dw = fzeros(nw), *db = fzeros(c.co);
+        float *din = test_falloc(nin), *dw = fzeros(nw), *db = fzeros(c.co);
         fill_const(din, nin, NAN);
         c1_loss(&c);
         conv1x1_backward(din, dw, db, c.wt, c.in, c.w, c.B, c.ci, c.co, c.HW);
@@ -503,11 +477,11 @@ static void test_conv1x1_backward_accumulates(void **state)
     C1Ctx c;
     c1_ctx_init(&c, &r, 2, 6, 5, 10);
     const size_t nin = (size_t)c.B * c.ci * c.HW, nw = (size_t)c.co * c.ci;
-    float *din1 = falloc(nin), *din2 = falloc(nin), *pre_w = falloc(nw), *pre_b = falloc(c.co);
+    float *din1 = test_falloc(nin), *din2 = test_falloc(nin), *pre_w = test_falloc(nw), *pre_b = test_falloc(c.co);
     float *w1 = fzeros(nw), *b1 = fzeros(c.co), *w2 = fzeros(nw), *b2 = fzeros(c.co);
     float *w3 = fzeros(nw);
-    fill_uniform(&r, pre_w, nw, -1, 1);
-    fill_uniform(&r, pre_b, c.co, -1, 1);
+    test_fill_uniform(&r, pre_w, nw, -1, 1);
+    test_fill_uniform(&r, pre_b, c.co, -1, 1);
     fill_const(din1, nin, NAN);
     conv1x1_backward(din1, w1, b1, c.wt, c.in, c.w, c.B, c.ci, c.co, c.HW);
     fill_const(din2, nin, 1e30f);
@@ -542,7 +516,7 @@ static void test_conv1x1_backward_accumulates(void **state)
  * (by log-sum-exp), out[c, i] = Σ_j P[i, j]·v[c, j]. */
 static void naive_attention(double *out, double *att, const float *qkv, int B, int C, int N)
 {
-    double *s = dalloc((size_t)N);
+    double *s = test_dalloc((size_t)N);
     for (int b = 0; b < B; b++) {
         const float *q = qkv + (size_t)b * 3 * C * N, *k = q + (size_t)C * N, *v = k + (size_t)C * N;
         double *P = att + (size_t)b * N * N;
@@ -577,9 +551,9 @@ static void att_forward_case(Rng *r, const AttCase *k)
 {
     const size_t nqkv = (size_t)k->B * 3 * k->C * k->N, nout = (size_t)k->B * k->C * k->N;
     const size_t natt = (size_t)k->B * k->N * k->N;
-    float *qkv = falloc(nqkv), *out = falloc(nout), *att = falloc(natt);
-    double *ref = dalloc(nout), *ratt = dalloc(natt);
-    fill_uniform(r, qkv, nqkv, -k->scale, k->scale);
+    float *qkv = test_falloc(nqkv), *out = test_falloc(nout), *att = test_falloc(natt);
+    double *ref = test_dalloc(nout), *ratt = test_dalloc(natt);
+    test_fill_uniform(r, qkv, nqkv, -k->scale, k->scale);
     fill_const(out, nout, NAN);
     fill_const(att, natt, NAN);
     attention_forward(out, att, qkv, k->B, k->C, k->N);
@@ -626,7 +600,7 @@ static double att_loss(void *vc)
 {
     AttCtx *c = vc;
     attention_forward(c->out, c->att, c->qkv, c->B, c->C, c->N);
-    return dot_fd(c->out, c->wt, (size_t)c->B * c->C * c->N);
+    return test_dot(c->out, c->wt, (size_t)c->B * c->C * c->N);
 }
 
 static void test_attention_backward_fd(void **state)
@@ -638,11 +612,11 @@ static void test_attention_backward_fd(void **state)
     for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
         AttCtx c = {dims[t][0], dims[t][1], dims[t][2], NULL, NULL, NULL, NULL};
         const size_t nqkv = (size_t)c.B * 3 * c.C * c.N, nout = (size_t)c.B * c.C * c.N;
-        c.qkv = falloc(nqkv), c.out = falloc(nout), c.att = falloc((size_t)c.B * c.N * c.N);
-        c.wt = falloc(nout);
-        float *dqkv = falloc(nqkv), *dqkv2 = falloc(nqkv), *scratch = falloc((size_t)c.N * c.N);
-        fill_uniform(&r, c.qkv, nqkv, -1.5f, 1.5f);
-        fill_uniform(&r, c.wt, nout, -1, 1);
+        c.qkv = test_falloc(nqkv), c.out = test_falloc(nout), c.att = test_falloc((size_t)c.B * c.N * c.N);
+        c.wt = test_falloc(nout);
+        float *dqkv = test_falloc(nqkv), *dqkv2 = test_falloc(nqkv), *scratch = test_falloc((size_t)c.N * c.N);
+        test_fill_uniform(&r, c.qkv, nqkv, -1.5f, 1.5f);
+        test_fill_uniform(&r, c.wt, nout, -1, 1);
         att_loss(&c);
         fill_const(dqkv, nqkv, NAN); /* overwritten */
         fill_const(scratch, (size_t)c.N * c.N, NAN);
@@ -669,8 +643,8 @@ static void test_upsample2x(void **state)
     rng_seed(&r, 111, RNG_EVAL, 0);
     enum { B = 2, C = 3, H = 3, W = 4, NI = B * C * H * W, NO = 4 * NI };
     float in[NI], out[NO], y[NO], back[NI];
-    fill_uniform(&r, in, NI, -1, 1);
-    fill_uniform(&r, y, NO, -1, 1);
+    test_fill_uniform(&r, in, NI, -1, 1);
+    test_fill_uniform(&r, y, NO, -1, 1);
     fill_const(out, NO, NAN);
     upsample2x_forward(out, in, B, C, H, W);
     for (int pl = 0; pl < B * C; pl++)
@@ -684,7 +658,7 @@ static void test_upsample2x(void **state)
     /* the backward is the adjoint, and overwrites */
     fill_const(back, NI, 1e30f);
     upsample2x_backward(back, y, B, C, H, W);
-    const double lhs = dot_fd(out, y, NO), rhs = dot_fd(in, back, NI);
+    const double lhs = test_dot(out, y, NO), rhs = test_dot(in, back, NI);
     if (!(fabs(lhs - rhs) <= 1e-5)) fail_msg("<up(x), y> = %.9g but <x, up^T(y)> = %.9g", lhs, rhs);
     /* and is the sum of each 2×2 block */
     const float b0 = back[W + 1];
@@ -699,9 +673,9 @@ static void test_concat_channels(void **state)
     rng_seed(&r, 112, RNG_EVAL, 0);
     enum { B = 2, CA = 3, CB = 2, HW = 5, NA = B * CA * HW, NB = B * CB * HW, NO = NA + NB };
     float a[NA], b[NB], out[NO], y[NO], da[NA], db[NB], pre_a[NA], pre_b[NB];
-    fill_uniform(&r, a, NA, -1, 1);
-    fill_uniform(&r, b, NB, -1, 1);
-    fill_uniform(&r, y, NO, -1, 1);
+    test_fill_uniform(&r, a, NA, -1, 1);
+    test_fill_uniform(&r, b, NB, -1, 1);
+    test_fill_uniform(&r, y, NO, -1, 1);
     concat_channels(out, a, CA, b, CB, B, HW);
     for (int i = 0; i < B; i++)
         for (int c = 0; c < CA + CB; c++)
@@ -714,11 +688,11 @@ static void test_concat_channels(void **state)
     memset(da, 0, sizeof da);
     memset(db, 0, sizeof db);
     concat_channels_backward(da, db, y, CA, CB, B, HW);
-    const double lhs = dot_fd(out, y, NO), rhs = dot_fd(a, da, NA) + dot_fd(b, db, NB);
+    const double lhs = test_dot(out, y, NO), rhs = test_dot(a, da, NA) + test_dot(b, db, NB);
     if (!(fabs(lhs - rhs) <= 1e-6)) fail_msg("<cat(a, b), y> = %.9g but <a, da> + <b, db> = %.9g", lhs, rhs);
     /* it ADDS, and either side may be NULL */
-    fill_uniform(&r, pre_a, NA, -1, 1);
-    fill_uniform(&r, pre_b, NB, -1, 1);
+    test_fill_uniform(&r, pre_a, NA, -1, 1);
+    test_fill_uniform(&r, pre_b, NB, -1, 1);
     float acc_a[NA], acc_b[NB];
     memcpy(acc_a, pre_a, sizeof acc_a);
     memcpy(acc_b, pre_b, sizeof acc_b);
@@ -739,9 +713,9 @@ static void test_add_channel_vector(void **state)
     rng_seed(&r, 113, RNG_EVAL, 0);
     enum { B = 2, C = 3, HW = 37, N = B * C * HW };
     float x[N], x0[N], v[B * C], y[N], dv[B * C], pre[B * C];
-    fill_uniform(&r, x0, N, -1, 1);
-    fill_uniform(&r, v, B * C, -1, 1);
-    fill_uniform(&r, y, N, -1, 1);
+    test_fill_uniform(&r, x0, N, -1, 1);
+    test_fill_uniform(&r, v, B * C, -1, 1);
+    test_fill_uniform(&r, y, N, -1, 1);
     memcpy(x, x0, sizeof x);
     add_channel_vector(x, v, B, C, HW);
     for (int i = 0; i < N; i++)
@@ -751,10 +725,10 @@ static void test_add_channel_vector(void **state)
     for (int i = 0; i < N; i++) x[i] -= x0[i]; /* A v, exactly: the sums above were exact */
     memset(dv, 0, sizeof dv);
     add_channel_vector_backward(dv, y, B, C, HW);
-    const double lhs = dot_fd(x, y, N), rhs = dot_fd(v, dv, B * C);
+    const double lhs = test_dot(x, y, N), rhs = test_dot(v, dv, B * C);
     if (!(fabs(lhs - rhs) <= 1e-5)) fail_msg("<A v, y> = %.9g but <v, A^T y> = %.9g", lhs, rhs);
     /* dv[b, c] = Σ_p y[b, c, p], added to what is there */
-    fill_uniform(&r, pre, B * C, -1, 1);
+    test_fill_uniform(&r, pre, B * C, -1, 1);
     float acc[B * C];
     double ref[B * C];
     memcpy(acc, pre, sizeof acc);

@@ -112,3 +112,29 @@ double test_check_close_d(const char *what, const float *got, const double *ref,
 {
     return check_close(what, got, NULL, ref, n, tol);
 }
+
+float *test_falloc(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+double *test_dalloc(size_t n)
+{
+    double *p = calloc(n ? n : 1, sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+void test_fill_uniform(Rng *r, float *p, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng_uniform(r);
+}
+
+double test_dot(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "genlab/rng.h"
+
 #define TEST_PATH_LEN 4096
 
 /* The directory made by test_tmp_setup. */
@@ -37,5 +39,15 @@ uint8_t *test_read_file(const char *path, size_t *len);
  * comparison prints its error. Returns the error. */
 double test_check_close(const char *what, const float *got, const float *ref, size_t n, double tol);
 double test_check_close_d(const char *what, const float *got, const double *ref, size_t n, double tol);
+
+/* n floats (malloc'd; at least one), failing the test when out of memory. */
+float *test_falloc(size_t n);
+/* n doubles, zeroed (at least one), failing the test when out of memory. */
+double *test_dalloc(size_t n);
+/* p[i] uniform in [lo, hi) from r. */
+void test_fill_uniform(Rng *r, float *p, size_t n, float lo, float hi);
+/* Σ a[i]·b[i] in double: the scalar L = Σ wᵢ·outᵢ that finite-difference
+ * checks probe. */
+double test_dot(const float *a, const float *b, size_t n);
 
 #endif
