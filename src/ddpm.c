@@ -269,14 +269,6 @@ int ddpm_trainer_done(const DdpmTrainer *t) { return t->epoch >= t->cfg.epochs; 
 
 static int batches_per_epoch(const DdpmTrainer *t) { return (t->ntrain + t->cfg.batch - 1) / t->cfg.batch; }
 
-static void epoch_order(DdpmTrainer *t)
-{
-    memcpy(t->order, t->data->split, (size_t)t->ntrain * sizeof *t->order);
-    Rng r;
-    rng_seed(&r, t->cfg.seed, RNG_DATA, (uint64_t)t->epoch);
-    rng_shuffle(&r, t->order, t->ntrain);
-}
-
 static Unet *worker_model(DdpmTrainer *t, int w) { return w == 0 ? &t->model : &t->replicas[w]; }
 
 typedef struct {
@@ -406,7 +398,7 @@ static int stop_requested(const DdpmTrainer *t, const DdpmHooks *h)
 int ddpm_trainer_run(DdpmTrainer *t, const DdpmHooks *h, Err *e)
 {
     while (t->epoch < t->cfg.epochs) {
-        epoch_order(t);
+        study_epoch_order(t->data, t->cfg.seed, t->epoch, t->order, t->ntrain);
         while (t->batch_in_epoch < batches_per_epoch(t)) {
             if (stop_requested(t, h)) return 0;
             train_step(t, h);
@@ -547,17 +539,6 @@ static int read_model(const Checkpoint *ck, UnetConfig *m, ScheduleKind *sk, int
     return 0;
 }
 
-static int load_tensors(const Checkpoint *ck, const Unet *m, const char *prefix, float *dst, Err *e)
-{
-    for (int i = 0; i < m->ntensors; i++) {
-        const ParamTensor *p = &m->tensors[i];
-        char name[96];
-        snprintf(name, sizeof name, "%s%s", prefix, p->name);
-        if (ckpt_load_f32(ck, name, p->ndim, p->shape, dst + p->offset, e)) return -1;
-    }
-    return 0;
-}
-
 int ddpm_load_checkpoint(const char *path, Unet *m, Schedule *sched, Checkpoint *ck, Err *e)
 {
     memset(m, 0, sizeof *m);
@@ -566,7 +547,8 @@ int ddpm_load_checkpoint(const char *path, Unet *m, Schedule *sched, Checkpoint 
     UnetConfig cfg;
     ScheduleKind sk;
     int T;
-    if (read_model(ck, &cfg, &sk, &T, e) || unet_create(m, cfg, e) || load_tensors(ck, m, "", m->params, e) ||
+    if (read_model(ck, &cfg, &sk, &T, e) || unet_create(m, cfg, e) ||
+        ckpt_load_params(ck, m->tensors, m->ntensors, "", m->params, e) ||
         schedule_create(sched, sk, T, e)) {
         err_prefix(e, "%s", path);
         unet_free(m);
@@ -635,10 +617,10 @@ int ddpm_trainer_resume(DdpmTrainer *t, const char *path, const StudyData *data,
         cfg.max_steps = max_steps;
         rc = trainer_setup(t, &cfg, data, e);
     }
-    if (rc == 0) rc = load_tensors(&ck, &t->model, "", t->ema, e);
-    if (rc == 0) rc = load_tensors(&ck, &t->model, "train.", t->model.params, e);
-    if (rc == 0) rc = load_tensors(&ck, &t->model, "optim.m.", t->opt.m, e);
-    if (rc == 0) rc = load_tensors(&ck, &t->model, "optim.v.", t->opt.v, e);
+    if (rc == 0) rc = ckpt_load_params(&ck, t->model.tensors, t->model.ntensors, "", t->ema, e);
+    if (rc == 0) rc = ckpt_load_params(&ck, t->model.tensors, t->model.ntensors, "train.", t->model.params, e);
+    if (rc == 0) rc = ckpt_load_params(&ck, t->model.tensors, t->model.ntensors, "optim.m.", t->opt.m, e);
+    if (rc == 0) rc = ckpt_load_params(&ck, t->model.tensors, t->model.ntensors, "optim.v.", t->opt.v, e);
     if (rc == 0) rc = read_progress(&ck, t, e);
     ckpt_free(&ck);
     if (rc) {

@@ -288,15 +288,6 @@ void trainer_free(Trainer *t)
     memset(t, 0, sizeof *t);
 }
 
-/* Epoch e's order: the study-train indices shuffled by (seed, RNG_DATA, e). */
-static void epoch_order(Trainer *t)
-{
-    memcpy(t->order, t->data->split, (size_t)t->ntrain * sizeof *t->order);
-    Rng r;
-    rng_seed(&r, t->cfg.seed, RNG_DATA, (uint64_t)t->epoch);
-    rng_shuffle(&r, t->order, t->ntrain);
-}
-
 static int batches_per_epoch(const Trainer *t) { return (t->ntrain + t->cfg.batch - 1) / t->cfg.batch; }
 
 /* One step's work, shared by the pool's workers. */
@@ -442,7 +433,7 @@ static int stop_requested(const Trainer *t, const TrainHooks *h)
 int trainer_run(Trainer *t, const TrainHooks *h, Err *e)
 {
     while (t->epoch < t->cfg.epochs) {
-        epoch_order(t);
+        study_epoch_order(t->data, t->cfg.seed, t->epoch, t->order, t->ntrain);
         while (t->batch_in_epoch < batches_per_epoch(t)) {
             if (stop_requested(t, h)) return 0;
             train_step(t, h);
@@ -554,25 +545,13 @@ static int read_model_config(const Checkpoint *ck, VaeConfig *cfg, Err *e)
     return 0;
 }
 
-/* Copies tensors named prefix + each model tensor name into dst (laid out
- * as the model's parameter buffer). */
-static int load_tensors(const Checkpoint *ck, const Vae *m, const char *prefix, float *dst, Err *e)
-{
-    for (int i = 0; i < m->ntensors; i++) {
-        const ParamTensor *p = &m->tensors[i];
-        char name[96];
-        snprintf(name, sizeof name, "%s%s", prefix, p->name);
-        if (ckpt_load_f32(ck, name, p->ndim, p->shape, dst + p->offset, e)) return -1;
-    }
-    return 0;
-}
-
 int vae_load_checkpoint(const char *path, Vae *m, Checkpoint *ck, Err *e)
 {
     memset(m, 0, sizeof *m);
     if (ckpt_read(path, ck, e)) return -1;
     VaeConfig cfg;
-    if (read_model_config(ck, &cfg, e) || vae_create(m, cfg, e) || load_tensors(ck, m, "", m->params, e)) {
+    if (read_model_config(ck, &cfg, e) || vae_create(m, cfg, e) ||
+        ckpt_load_params(ck, m->tensors, m->ntensors, "", m->params, e)) {
         err_prefix(e, "%s", path);
         vae_free(m);
         ckpt_free(ck);
@@ -642,14 +621,36 @@ int trainer_resume(Trainer *t, const char *path, const StudyData *data, int epoc
         cfg.max_steps = max_steps;
         rc = trainer_setup(t, &cfg, data, e);
     }
-    if (rc == 0) rc = load_tensors(&ck, &t->model, "", t->model.params, e);
-    if (rc == 0) rc = load_tensors(&ck, &t->model, "optim.m.", t->opt.m, e);
-    if (rc == 0) rc = load_tensors(&ck, &t->model, "optim.v.", t->opt.v, e);
+    if (rc == 0) rc = ckpt_load_params(&ck, t->model.tensors, t->model.ntensors, "", t->model.params, e);
+    if (rc == 0) rc = ckpt_load_params(&ck, t->model.tensors, t->model.ntensors, "optim.m.", t->opt.m, e);
+    if (rc == 0) rc = ckpt_load_params(&ck, t->model.tensors, t->model.ntensors, "optim.v.", t->opt.v, e);
     if (rc == 0) rc = read_progress(&ck, t, e);
     ckpt_free(&ck);
     if (rc) {
         trainer_free(t);
         return err_prefix(e, "cannot resume from %s", path);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------- shared with ddpm.c */
+
+void study_epoch_order(const StudyData *d, uint64_t seed, int epoch, int32_t *order, int n)
+{
+    memcpy(order, d->split, (size_t)n * sizeof *order);
+    Rng r;
+    rng_seed(&r, seed, RNG_DATA, (uint64_t)epoch);
+    rng_shuffle(&r, order, n);
+}
+
+int ckpt_load_params(const Checkpoint *ck, const ParamTensor *tensors, int n, const char *prefix,
+                     float *dst, Err *e)
+{
+    for (int i = 0; i < n; i++) {
+        const ParamTensor *p = &tensors[i];
+        char name[96];
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        if (ckpt_load_f32(ck, name, p->ndim, p->shape, dst + p->offset, e)) return -1;
     }
     return 0;
 }

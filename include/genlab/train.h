@@ -152,6 +152,16 @@ int trainer_run(Trainer *t, const TrainHooks *h, Err *e);
  * losses) are measured now. */
 int trainer_save(Trainer *t, const char *path, int with_state, Err *e);
 
+/* Epoch `epoch`'s order of the first n study-train images: shuffled by
+ * (seed, RNG_DATA, epoch), so a resumed run sees the same order. */
+void study_epoch_order(const StudyData *d, uint64_t seed, int epoch, int32_t *order, int n);
+
+/* Copies the tensors named prefix + each parameter's name into dst, laid out
+ * as the model's parameter buffer (prefix "" for the weights, "optim.m."
+ * for Adam's first moments, …), checking dtype and shape. */
+int ckpt_load_params(const Checkpoint *ck, const ParamTensor *tensors, int n, const char *prefix,
+                     float *dst, Err *e);
+
 /* Loads a VAE checkpoint's configuration and weights into m (created
  * here). ck receives the parsed file (for its metadata); free it with
  * ckpt_free. */
