@@ -50,7 +50,7 @@ enum { C_XT = 45, C_NOISE = 208, C_MARK = 231, C_DIM = 245, C_WARN = 203 };
 struct DiffusionScreen {
     /* the model, loaded the first time the screen is drawn */
     int loaded;
-    char missing[1024]; /* the line shown when there is no model */
+    char missing[1024]; /* why there is no model: shown under the line saying what to do */
     char model_name[256];
     Unet unet;
     Schedule sched;
@@ -89,8 +89,7 @@ static const KeyHelp diffusion_keys[] = {
 
 static int no_model(DiffusionScreen *v, const char *why)
 {
-    snprintf(v->missing, sizeof v->missing,
-             "No DDPM model: train one (genlab ddpm train) or set GENLAB_DDPM_CKPT=FILE. %.900s", why);
+    snprintf(v->missing, sizeof v->missing, "%.1000s", why);
     return -1;
 }
 
@@ -459,7 +458,10 @@ static void diffusion_draw(App *a, CellBuf *b, int x, int y, int w, int h)
 {
     DiffusionScreen *v = the_view(a);
     if (!v || !v->loaded) {
-        cellbuf_text(b, x + 2, y + 2, v ? v->missing : "out of memory", C_WARN, COLOR_DEFAULT, ATTR_BOLD);
+        /* what to do first, then why on its own line: a long path must not hide it */
+        cellbuf_text(b, x + 2, y + 2, "No DDPM model: train one (genlab ddpm train) or set GENLAB_DDPM_CKPT=FILE.",
+                     C_WARN, COLOR_DEFAULT, ATTR_BOLD);
+        cellbuf_text(b, x + 2, y + 3, v ? v->missing : "Out of memory.", C_WARN, COLOR_DEFAULT, 0);
         return;
     }
     int cols, want = chains_that_fit(w, h, &cols);
