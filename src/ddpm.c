@@ -641,6 +641,7 @@ struct DdpmRunner {
     Pool *pool;
     Unet *models; /* [0] a view of the caller's model, [1..] replicas */
     int n, cap;   /* workers; images per ddpm_runner_eps piece */
+    float *bank;  /* the weights' Winograd filters, made once for all workers */
     float *eps_hat;
     const float *x;
     const int *t;
@@ -662,6 +663,13 @@ DdpmRunner *ddpm_runner_create(Unet *m, int threads, int cap, Err *e)
         return NULL;
     }
     r->models[0] = *m;
+    r->bank = malloc(unet_filter_bank_floats(m) * sizeof *r->bank);
+    if (!r->bank) {
+        ddpm_runner_free(r);
+        return err_set(e, "out of memory for sampling"), NULL;
+    }
+    unet_transform_filters(m, r->bank);
+    for (int w = 0; w < r->n; w++) r->models[w].frozen = r->bank;
     blas_set_threads(1);
     return r;
 }
@@ -693,5 +701,6 @@ void ddpm_runner_free(DdpmRunner *r)
     if (r->models) memset(&r->models[0], 0, sizeof r->models[0]); /* not ours */
     free_replicas(r->models, r->n);
     pool_destroy(r->pool);
+    free(r->bank);
     free(r);
 }

@@ -13,6 +13,7 @@
 #include "genlab/kernels.h"
 #include "genlab/kernels_unet.h"
 #include "genlab/rng.h"
+#include "genlab/winograd.h"
 
 #define NAME_LEN 48
 
@@ -22,6 +23,7 @@ enum { INIT_UNIFORM, INIT_ZERO, INIT_ONE };
 typedef struct {
     int w;
     ConvShape s;
+    size_t bank; /* where its Winograd filters sit in a filter bank */
 } Conv;
 typedef struct {
     int w, c;
@@ -48,7 +50,21 @@ typedef struct {
     Res enc0, enc1, enc2, mid, dec2, dec1, dec0;
     Attn enc2_attn, mid_attn, dec2_attn;
     Norm norm_out;
+    size_t bank_floats; /* the Winograd filters of every 3×3 stride-1 conv */
 } Layout;
+
+#define UNET_CONVS 20
+
+/* Every Conv2d of the layout (not the 1×1 ones, which have their kernel). */
+static void list_convs(const Layout *L, const Conv *out[UNET_CONVS])
+{
+    const Conv *all[UNET_CONVS] = {&L->conv_in, &L->down0, &L->down1, &L->up1, &L->up0, &L->conv_out,
+                                   &L->enc0.conv1, &L->enc0.conv2, &L->enc1.conv1, &L->enc1.conv2,
+                                   &L->enc2.conv1, &L->enc2.conv2, &L->mid.conv1, &L->mid.conv2,
+                                   &L->dec2.conv1, &L->dec2.conv2, &L->dec1.conv1, &L->dec1.conv2,
+                                   &L->dec0.conv1, &L->dec0.conv2};
+    memcpy(out, all, sizeof all);
+}
 
 /* What one residual block keeps for backward (B images). */
 typedef struct {
@@ -106,6 +122,7 @@ typedef struct {
     Unet *m;
     char (*names)[NAME_LEN]; /* NULL: count only */
     int *init;
+    size_t bank_floats;
 } Table;
 
 static int add(Table *tb, const char *prefix, const char *suffix, int ndim, const int64_t *shape,
@@ -135,8 +152,11 @@ static int add(Table *tb, const char *prefix, const char *suffix, int ndim, cons
 static Conv add_conv(Table *tb, const char *name, int ci, int co, int k, int stride, int side,
                      int init)
 {
-    Conv c;
-    c.s = conv_shape(ci, side, side, co, k, stride, k / 2);
+    Conv c = {.s = conv_shape(ci, side, side, co, k, stride, k / 2)};
+    if (winograd_applies(&c.s)) {
+        c.bank = tb->bank_floats;
+        tb->bank_floats += winograd_filter_floats(&c.s);
+    }
     c.w = add(tb, name, "weight", 4, (int64_t[]){co, ci, k, k}, ci * k * k, init);
     add(tb, name, "bias", 1, (int64_t[]){co}, ci * k * k, init);
     return c;
@@ -209,6 +229,7 @@ static void build(Table *tb, Layout *L)
     L->dec0 = add_res(tb, "dec0", 2 * c0, c0, S, E);
     L->norm_out = add_norm(tb, "norm_out", c0);
     L->conv_out = add_conv(tb, "conv_out", c0, 1, 3, 1, S, INIT_ZERO);
+    L->bank_floats = tb->bank_floats;
 }
 
 /* ------------------------------------------------------- layer table / FLOPs */
@@ -381,6 +402,18 @@ void unet_free(Unet *m)
     memset(m, 0, sizeof *m);
 }
 
+size_t unet_filter_bank_floats(const Unet *m) { return m->acts->L.bank_floats; }
+
+void unet_transform_filters(const Unet *m, float *bank)
+{
+    const Conv *convs[UNET_CONVS];
+    list_convs(&m->acts->L, convs);
+    for (int i = 0; i < UNET_CONVS; i++)
+        if (winograd_applies(&convs[i]->s))
+            winograd_transform_filters(bank + convs[i]->bank, m->params + m->tensors[convs[i]->w].offset,
+                                       &convs[i]->s);
+}
+
 void unet_init_weights(Unet *m, uint64_t seed)
 {
     Rng r;
@@ -437,6 +470,11 @@ static void attn_acts(Bump *b, AttnActs *a, const Attn *at, int B, int G)
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+static size_t conv_workspace(const ConvShape *s, int B)
+{
+    return winograd_applies(s) ? winograd_workspace_floats(s, B) : conv_stream_workspace_floats(s, B);
+}
+
 static void layout_acts(Bump *b, UnetActs *a, const UnetConfig *c, int B)
 {
     const Layout *L = &a->L;
@@ -483,15 +521,12 @@ static void layout_acts(Bump *b, UnetActs *a, const UnetConfig *c, int B)
      * added where that input has a second consumer */
     a->g_tmp = take(b, B * max_sz(c0 * px0, max_sz(c1 * px1, c2 * px2)));
 
-    /* scratch: the largest im2col, conv workspace, block-internal tensor */
-    const Conv *convs[] = {&L->conv_in, &L->down0, &L->down1, &L->up1, &L->up0, &L->conv_out,
-                           &L->enc0.conv1, &L->enc0.conv2, &L->enc1.conv1, &L->enc1.conv2,
-                           &L->enc2.conv1, &L->enc2.conv2, &L->mid.conv1, &L->mid.conv2,
-                           &L->dec2.conv1, &L->dec2.conv2, &L->dec1.conv1, &L->dec1.conv2,
-                           &L->dec0.conv1, &L->dec0.conv2};
+    /* scratch: the largest conv workspace, block-internal tensors */
+    const Conv *convs[UNET_CONVS];
+    list_convs(L, convs);
     size_t ws = 0;
-    for (size_t i = 0; i < sizeof convs / sizeof *convs; i++)
-        ws = max_sz(ws, conv_stream_workspace_floats(&convs[i]->s, B));
+    for (int i = 0; i < UNET_CONVS; i++)
+        ws = max_sz(ws, conv_workspace(&convs[i]->s, B));
     a->ws = take(b, ws);
     size_t per = max_sz(2 * c0 * px0, max_sz(2 * c1 * px1, 3 * c2 * px2));
     a->s1 = take(b, B * per), a->s2 = take(b, B * per);
@@ -525,15 +560,26 @@ static void add_into(float *dst, const float *src, size_t n)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+/* The 3×3 stride-1 convs (nearly all the model's work) go through
+ * Winograd's F(2×2, 3×3); the strided ones through im2col. */
 static void conv_fwd(Unet *m, const Conv *c, float *out, const float *in, int B)
 {
-    conv2d_stream_forward(out, m->acts->ws, in, P(m, c->w), P(m, c->w + 1), &c->s, B);
+    if (winograd_applies(&c->s))
+        winograd_conv_forward(out, m->acts->ws, in, P(m, c->w), m->frozen ? m->frozen + c->bank : NULL,
+                              P(m, c->w + 1), &c->s, B);
+    else
+        conv2d_stream_forward(out, m->acts->ws, in, P(m, c->w), P(m, c->w + 1), &c->s, B);
 }
 
-/* din may be NULL; in is the conv's forward input (its im2col is remade). */
+/* din may be NULL; in is the conv's forward input (its transform is remade). */
 static void conv_bwd(Unet *m, const Conv *c, float *din, const float *dout, const float *in, int B)
 {
-    conv2d_stream_backward(din, Gr(m, c->w), Gr(m, c->w + 1), m->acts->ws, dout, in, P(m, c->w), &c->s, B);
+    if (winograd_applies(&c->s))
+        winograd_conv_backward(din, Gr(m, c->w), Gr(m, c->w + 1), m->acts->ws, dout, in, P(m, c->w),
+                               &c->s, B);
+    else
+        conv2d_stream_backward(din, Gr(m, c->w), Gr(m, c->w + 1), m->acts->ws, dout, in, P(m, c->w),
+                               &c->s, B);
 }
 
 static void norm_fwd(Unet *m, const Norm *n, float *out, float *mean, float *rstd, const float *in,

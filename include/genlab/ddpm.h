@@ -124,7 +124,9 @@ int ddpm_evaluate(Unet *m, const Schedule *s, const StudyData *d, EvalSplit spli
                   int threads, DdpmEval *out, Err *e);
 
 /* A model shared by worker threads for sampling: ddpm_runner_eps (an
- * EpsModelFn, diffusion.h) splits each batch among them. */
+ * EpsModelFn, diffusion.h) splits each batch among them. It transforms the
+ * model's conv filters once (unet.h), so the weights must not change while
+ * the runner lives. */
 typedef struct DdpmRunner DdpmRunner;
 /* threads 0: all CPUs; cap: the largest batch it will be given. */
 DdpmRunner *ddpm_runner_create(Unet *m, int threads, int cap, Err *e);

@@ -68,6 +68,9 @@ typedef struct {
     int owns_params;
     int cap;        /* images the activation buffers hold */
     UnetActs *acts;
+    /* A filter bank from unet_transform_filters to use in forward instead
+     * of transforming the weights on each call, or NULL (see below). */
+    const float *frozen;
 } Unet;
 
 int unet_create(Unet *m, UnetConfig cfg, Err *e);
@@ -78,6 +81,16 @@ void unet_free(Unet *m);
 void unet_init_weights(Unet *m, uint64_t seed);
 int unet_reserve(Unet *m, int batch, Err *e);
 const ParamTensor *unet_find_tensor(const Unet *m, const char *name);
+
+/* Fixed weights, faster forward. Every 3×3 stride-1 conv runs through
+ * Winograd's F(2×2, 3×3) (winograd.h), which first takes its filters to a
+ * transform domain: at sampling's small batches, doing that on every call
+ * costs as much as a third of the forward. unet_transform_filters fills a
+ * bank (unet_filter_bank_floats floats, 16/9 of the conv weights) from the
+ * current weights; while m->frozen points to it, forward uses it, so the
+ * weights must not change in that time. Backward never uses it. */
+size_t unet_filter_bank_floats(const Unet *m);
+void unet_transform_filters(const Unet *m, float *bank);
 
 /* The layer table, for `genlab ddpm info`; rows written (≤ max). */
 int unet_layers(UnetConfig cfg, LayerInfo *rows, int max);
