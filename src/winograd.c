@@ -56,51 +56,13 @@ size_t winograd_workspace_floats(const ConvShape *s, int B)
 {
     Plan p = make_plan(s, B);
     size_t T = (size_t)p.chunk * (size_t)p.tiles;
-    /* U and dU, V (reused for dV), M, one padded plane */
-    return 2 * (size_t)XI * p.K * p.C + (size_t)XI * (p.C + p.K) * T + (size_t)p.pad_h * p.pad_w;
+    /* U and dU, V (reused for dV), M, one padded plane and 4 rows */
+    return 2 * (size_t)XI * p.K * p.C + (size_t)XI * (p.C + p.K) * T + (size_t)(p.pad_h + 4) * p.pad_w;
 }
 
 /* ------------------------------------------------------------ transforms
  * Each applies a 1-D transform to the columns of a small row-major block,
  * then to its rows. */
-
-/* Bᵀ·x: (x0 − x2, x1 + x2, x2 − x1, x1 − x3) */
-static void input_tf(float v[XI], const float d[XI])
-{
-    float t[XI];
-    for (int j = 0; j < 4; j++) {
-        t[0 + j] = d[0 + j] - d[8 + j];
-        t[4 + j] = d[4 + j] + d[8 + j];
-        t[8 + j] = d[8 + j] - d[4 + j];
-        t[12 + j] = d[4 + j] - d[12 + j];
-    }
-    for (int i = 0; i < 4; i++) {
-        const float *r = t + 4 * i;
-        v[4 * i + 0] = r[0] - r[2];
-        v[4 * i + 1] = r[1] + r[2];
-        v[4 * i + 2] = r[2] - r[1];
-        v[4 * i + 3] = r[1] - r[3];
-    }
-}
-
-/* B·y, the adjoint of input_tf: (y0, y1 − y2 + y3, y1 + y2 − y0, −y3) */
-static void input_tf_adjoint(float d[XI], const float v[XI])
-{
-    float t[XI];
-    for (int j = 0; j < 4; j++) {
-        t[0 + j] = v[0 + j];
-        t[4 + j] = v[4 + j] - v[8 + j] + v[12 + j];
-        t[8 + j] = v[4 + j] + v[8 + j] - v[0 + j];
-        t[12 + j] = -v[12 + j];
-    }
-    for (int i = 0; i < 4; i++) {
-        const float *r = t + 4 * i;
-        d[4 * i + 0] = r[0];
-        d[4 * i + 1] = r[1] - r[2] + r[3];
-        d[4 * i + 2] = r[1] + r[2] - r[0];
-        d[4 * i + 3] = -r[3];
-    }
-}
 
 /* G·g for a 3×3 g: (a, (a + b + c)/2, (a − b + c)/2, c) */
 static void filter_tf(float u[XI], const float g[9])
@@ -140,41 +102,6 @@ static void filter_tf_adjoint(float g[9], const float u[XI])
     }
 }
 
-/* Aᵀ·m: (m0 + m1 + m2, m1 − m2 − m3), 4×4 → 2×2 */
-static void output_tf(float y[4], const float m[XI])
-{
-    float t[8]; /* 2×4 */
-    for (int j = 0; j < 4; j++) {
-        t[j] = m[j] + m[4 + j] + m[8 + j];
-        t[4 + j] = m[4 + j] - m[8 + j] - m[12 + j];
-    }
-    for (int i = 0; i < 2; i++) {
-        const float *r = t + 4 * i;
-        y[2 * i + 0] = r[0] + r[1] + r[2];
-        y[2 * i + 1] = r[1] - r[2] - r[3];
-    }
-}
-
-/* A·e, the adjoint of output_tf: (a, a + b, a − b, −b), 2×2 → 4×4 */
-static void output_tf_adjoint(float z[XI], const float e[4])
-{
-    float t[8]; /* 4×2 */
-    for (int j = 0; j < 2; j++) {
-        float a = e[j], b = e[2 + j];
-        t[j] = a;
-        t[2 + j] = a + b;
-        t[4 + j] = a - b;
-        t[6 + j] = -b;
-    }
-    for (int i = 0; i < 4; i++) {
-        float a = t[2 * i], b = t[2 * i + 1];
-        z[4 * i + 0] = a;
-        z[4 * i + 1] = a + b;
-        z[4 * i + 2] = a - b;
-        z[4 * i + 3] = -b;
-    }
-}
-
 /* ---------------------------------------------------------------- stages */
 
 /* U[ξ][k][c] = (G w[k][c] Gᵀ)[ξ] */
@@ -208,53 +135,163 @@ static void add_filter_grads(float *dw, const float *dU, const Plan *p)
     }
 }
 
-static void pad_plane(float *pp, const float *plane, const Plan *p)
+/* The data transforms work a row of tiles at a time on whole rows, so that
+ * every loop is over contiguous (or stride-2) floats and vectorises: the
+ * vertical half of each transform combines rows of the plane, the
+ * horizontal half then combines the columns of those rows. `rows` is
+ * scratch of 4 padded rows. */
+
+static void pad_plane(float *restrict pp, const float *restrict plane, const Plan *p)
 {
     memset(pp, 0, (size_t)p->pad_h * p->pad_w * sizeof *pp);
     for (int y = 0; y < p->H; y++)
         memcpy(pp + (size_t)(y + 1) * p->pad_w + 1, plane + (size_t)y * p->W, (size_t)p->W * sizeof *pp);
 }
 
+/* Bᵀ d B for one padded plane's blocks; position ξ of tile t goes to
+ * dst[ξ·stride + t]. Bᵀ·x = (x0 − x2, x1 + x2, x2 − x1, x1 − x3). */
+static void input_tf_plane(float *restrict dst, size_t stride, float *restrict rows,
+                           const float *restrict pp, const Plan *p)
+{
+    const int PW = p->pad_w, TW = p->tiles_w;
+    float *t0 = rows, *t1 = rows + PW, *t2 = rows + 2 * PW, *t3 = rows + 3 * PW;
+    for (int ty = 0; ty < p->tiles_h; ty++) {
+        const float *r0 = pp + (size_t)(2 * ty) * PW, *r1 = r0 + PW, *r2 = r1 + PW, *r3 = r2 + PW;
+        for (int x = 0; x < PW; x++) {
+            t0[x] = r0[x] - r2[x];
+            t1[x] = r1[x] + r2[x];
+            t2[x] = r2[x] - r1[x];
+            t3[x] = r1[x] - r3[x];
+        }
+        for (int i = 0; i < 4; i++) {
+            const float *r = rows + (size_t)i * PW;
+            float *v0 = dst + (size_t)(4 * i) * stride + (size_t)ty * TW, *v1 = v0 + stride,
+                  *v2 = v1 + stride, *v3 = v2 + stride;
+            for (int tx = 0; tx < TW; tx++) {
+                float a = r[2 * tx], b = r[2 * tx + 1], c = r[2 * tx + 2], d = r[2 * tx + 3];
+                v0[tx] = a - c;
+                v1[tx] = b + c;
+                v2[tx] = c - b;
+                v3[tx] = b - d;
+            }
+        }
+    }
+}
+
+/* The adjoint: pp (zeroed by the caller) += B v Bᵀ for every block, the
+ * blocks overlapping by two rows and columns. B·y = (y0, y1 − y2 + y3,
+ * y1 + y2 − y0, −y3). */
+static void input_tf_plane_adjoint(float *restrict pp, float *restrict rows, const float *restrict src,
+                                   size_t stride, const Plan *p)
+{
+    const int PW = p->pad_w, TW = p->tiles_w;
+    for (int ty = 0; ty < p->tiles_h; ty++) {
+        for (int i = 0; i < 4; i++) {
+            float *h = rows + (size_t)i * PW;
+            const float *v0 = src + (size_t)(4 * i) * stride + (size_t)ty * TW, *v1 = v0 + stride,
+                        *v2 = v1 + stride, *v3 = v2 + stride;
+            for (int tx = 0; tx < TW; tx++) {
+                h[2 * tx] = v0[tx];
+                h[2 * tx + 1] = v1[tx] - v2[tx] + v3[tx];
+            }
+            h[2 * TW] = h[2 * TW + 1] = 0.0f;
+            for (int tx = 0; tx < TW; tx++) {
+                h[2 * tx + 2] += v1[tx] + v2[tx] - v0[tx];
+                h[2 * tx + 3] -= v3[tx];
+            }
+        }
+        const float *h0 = rows, *h1 = rows + PW, *h2 = rows + 2 * PW, *h3 = rows + 3 * PW;
+        float *r0 = pp + (size_t)(2 * ty) * PW, *r1 = r0 + PW, *r2 = r1 + PW, *r3 = r2 + PW;
+        for (int x = 0; x < PW; x++) {
+            r0[x] += h0[x];
+            r1[x] += h1[x] - h2[x] + h3[x];
+            r2[x] += h1[x] + h2[x] - h0[x];
+            r3[x] -= h3[x];
+        }
+    }
+}
+
+/* plane = Aᵀ m A + bias for one output plane's blocks, clipped to the
+ * image; position ξ of tile t is src[ξ·stride + t].
+ * Aᵀ·m = (m0 + m1 + m2, m1 − m2 − m3). */
+static void output_tf_plane(float *restrict plane, float *restrict rows, const float *restrict src,
+                            size_t stride, float bias, const Plan *p)
+{
+    const int TW = p->tiles_w;
+    float *o0 = rows, *o1 = rows + p->pad_w;
+    for (int ty = 0; ty < p->tiles_h; ty++) {
+        const float *m = src + (size_t)ty * TW;
+        for (int tx = 0; tx < TW; tx++) {
+            float s0[4], s1[4];
+            for (int j = 0; j < 4; j++) {
+                float a = m[(size_t)j * stride + tx], b = m[(size_t)(4 + j) * stride + tx];
+                float c = m[(size_t)(8 + j) * stride + tx], d = m[(size_t)(12 + j) * stride + tx];
+                s0[j] = a + b + c;
+                s1[j] = b - c - d;
+            }
+            o0[2 * tx] = s0[0] + s0[1] + s0[2] + bias;
+            o0[2 * tx + 1] = s0[1] - s0[2] - s0[3] + bias;
+            o1[2 * tx] = s1[0] + s1[1] + s1[2] + bias;
+            o1[2 * tx + 1] = s1[1] - s1[2] - s1[3] + bias;
+        }
+        memcpy(plane + (size_t)(2 * ty) * p->W, o0, (size_t)p->W * sizeof *o0);
+        if (2 * ty + 1 < p->H) memcpy(plane + (size_t)(2 * ty + 1) * p->W, o1, (size_t)p->W * sizeof *o1);
+    }
+}
+
+/* The adjoint: A e Aᵀ for the 2×2 of output gradient e over each block
+ * (zero where the block overhangs the image), to dst[ξ·stride + t].
+ * A·e = (a, a + b, a − b, −b). */
+static void output_tf_plane_adjoint(float *restrict dst, size_t stride, float *restrict rows,
+                                    const float *restrict plane, const Plan *p)
+{
+    const int TW = p->tiles_w, W2 = 2 * TW;
+    float *e0 = rows, *e1 = rows + p->pad_w, *c1 = rows + 2 * p->pad_w, *c2 = rows + 3 * p->pad_w;
+    for (int ty = 0; ty < p->tiles_h; ty++) {
+        memset(e0, 0, (size_t)W2 * sizeof *e0), memset(e1, 0, (size_t)W2 * sizeof *e1);
+        memcpy(e0, plane + (size_t)(2 * ty) * p->W, (size_t)p->W * sizeof *e0);
+        if (2 * ty + 1 < p->H) memcpy(e1, plane + (size_t)(2 * ty + 1) * p->W, (size_t)p->W * sizeof *e1);
+        for (int x = 0; x < W2; x++) {
+            c1[x] = e0[x] + e1[x];
+            c2[x] = e0[x] - e1[x];
+            e1[x] = -e1[x];
+        }
+        const float *cols[4] = {e0, c1, c2, e1};
+        for (int i = 0; i < 4; i++) {
+            const float *r = cols[i];
+            float *z0 = dst + (size_t)(4 * i) * stride + (size_t)ty * TW, *z1 = z0 + stride,
+                  *z2 = z1 + stride, *z3 = z2 + stride;
+            for (int tx = 0; tx < TW; tx++) {
+                float a = r[2 * tx], b = r[2 * tx + 1];
+                z0[tx] = a;
+                z1[tx] = a + b;
+                z2[tx] = a - b;
+                z3[tx] = -b;
+            }
+        }
+    }
+}
+
 /* V[ξ][c][t] = (Bᵀ d B)[ξ] for every 4×4 input block d of the chunk; one
  * row of V holds n·tiles blocks, T in all. */
-static void transform_inputs(float *V, float *pp, const float *in, int n, const Plan *p)
+static void transform_inputs(float *V, float *pp, float *rows, const float *in, int n, const Plan *p)
 {
     const size_t T = (size_t)n * p->tiles, CT = (size_t)p->C * T;
     for (int c = 0; c < p->C; c++)
         for (int b = 0; b < n; b++) {
             pad_plane(pp, in + ((size_t)b * p->C + c) * p->H * p->W, p);
-            float *row = V + (size_t)c * T + (size_t)b * p->tiles;
-            for (int ty = 0; ty < p->tiles_h; ty++)
-                for (int tx = 0; tx < p->tiles_w; tx++) {
-                    const float *src = pp + (size_t)(2 * ty) * p->pad_w + 2 * tx;
-                    float d[XI], v[XI];
-                    for (int i = 0; i < 4; i++)
-                        for (int j = 0; j < 4; j++) d[4 * i + j] = src[(size_t)i * p->pad_w + j];
-                    input_tf(v, d);
-                    const size_t t = (size_t)ty * p->tiles_w + tx;
-                    for (int xi = 0; xi < XI; xi++) row[xi * CT + t] = v[xi];
-                }
+            input_tf_plane(V + (size_t)c * T + (size_t)b * p->tiles, CT, rows, pp, p);
         }
 }
 
 /* din[b][c] = Σ over the blocks that cover each pixel of (B dV Bᵀ). */
-static void scatter_input_grads(float *din, float *pp, const float *dV, int n, const Plan *p)
+static void scatter_input_grads(float *din, float *pp, float *rows, const float *dV, int n, const Plan *p)
 {
     const size_t T = (size_t)n * p->tiles, CT = (size_t)p->C * T;
     for (int c = 0; c < p->C; c++)
         for (int b = 0; b < n; b++) {
             memset(pp, 0, (size_t)p->pad_h * p->pad_w * sizeof *pp);
-            const float *row = dV + (size_t)c * T + (size_t)b * p->tiles;
-            for (int ty = 0; ty < p->tiles_h; ty++)
-                for (int tx = 0; tx < p->tiles_w; tx++) {
-                    const size_t t = (size_t)ty * p->tiles_w + tx;
-                    float v[XI], d[XI];
-                    for (int xi = 0; xi < XI; xi++) v[xi] = row[xi * CT + t];
-                    input_tf_adjoint(d, v);
-                    float *dst = pp + (size_t)(2 * ty) * p->pad_w + 2 * tx;
-                    for (int i = 0; i < 4; i++)
-                        for (int j = 0; j < 4; j++) dst[(size_t)i * p->pad_w + j] += d[4 * i + j];
-                }
+            input_tf_plane_adjoint(pp, rows, dV + (size_t)c * T + (size_t)b * p->tiles, CT, p);
             float *plane = din + ((size_t)b * p->C + c) * p->H * p->W;
             for (int y = 0; y < p->H; y++)
                 memcpy(plane + (size_t)y * p->W, pp + (size_t)(y + 1) * p->pad_w + 1,
@@ -263,47 +300,23 @@ static void scatter_input_grads(float *din, float *pp, const float *dV, int n, c
 }
 
 /* out[b][k] = Aᵀ M A + bias, each block clipped to the image. */
-static void transform_outputs(float *out, const float *M, const float *bias, int n, const Plan *p)
+static void transform_outputs(float *out, float *rows, const float *M, const float *bias, int n, const Plan *p)
 {
     const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T;
     for (int k = 0; k < p->K; k++)
-        for (int b = 0; b < n; b++) {
-            const float *row = M + (size_t)k * T + (size_t)b * p->tiles;
-            float *plane = out + ((size_t)b * p->K + k) * p->H * p->W;
-            for (int ty = 0; ty < p->tiles_h; ty++)
-                for (int tx = 0; tx < p->tiles_w; tx++) {
-                    const size_t t = (size_t)ty * p->tiles_w + tx;
-                    float m[XI], y[4];
-                    for (int xi = 0; xi < XI; xi++) m[xi] = row[xi * KT + t];
-                    output_tf(y, m);
-                    for (int i = 0; i < 2 && 2 * ty + i < p->H; i++)
-                        for (int j = 0; j < 2 && 2 * tx + j < p->W; j++)
-                            plane[(size_t)(2 * ty + i) * p->W + 2 * tx + j] = y[2 * i + j] + bias[k];
-                }
-        }
+        for (int b = 0; b < n; b++)
+            output_tf_plane(out + ((size_t)b * p->K + k) * p->H * p->W, rows,
+                            M + (size_t)k * T + (size_t)b * p->tiles, KT, bias[k], p);
 }
 
-/* Z[ξ][k][t] = (A e Aᵀ)[ξ], e the block's 2×2 of output gradient (zero
- * where the block overhangs the image). */
-static void transform_output_grads(float *Z, const float *dout, int n, const Plan *p)
+/* Z[ξ][k][t] = (A e Aᵀ)[ξ] for the output gradient's blocks. */
+static void transform_output_grads(float *Z, float *rows, const float *dout, int n, const Plan *p)
 {
     const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T;
     for (int k = 0; k < p->K; k++)
-        for (int b = 0; b < n; b++) {
-            float *row = Z + (size_t)k * T + (size_t)b * p->tiles;
-            const float *plane = dout + ((size_t)b * p->K + k) * p->H * p->W;
-            for (int ty = 0; ty < p->tiles_h; ty++)
-                for (int tx = 0; tx < p->tiles_w; tx++) {
-                    float e[4] = {0};
-                    for (int i = 0; i < 2 && 2 * ty + i < p->H; i++)
-                        for (int j = 0; j < 2 && 2 * tx + j < p->W; j++)
-                            e[2 * i + j] = plane[(size_t)(2 * ty + i) * p->W + 2 * tx + j];
-                    float z[XI];
-                    output_tf_adjoint(z, e);
-                    const size_t t = (size_t)ty * p->tiles_w + tx;
-                    for (int xi = 0; xi < XI; xi++) row[xi * KT + t] = z[xi];
-                }
-        }
+        for (int b = 0; b < n; b++)
+            output_tf_plane_adjoint(Z + (size_t)k * T + (size_t)b * p->tiles, KT, rows,
+                                    dout + ((size_t)b * p->K + k) * p->H * p->W, p);
 }
 
 /* ------------------------------------------------------------- the passes */
@@ -315,17 +328,18 @@ void winograd_conv_forward(float *out, float *ws, const float *in, const float *
     const size_t KC = (size_t)p.K * p.C, Tmax = (size_t)p.chunk * p.tiles;
     const size_t in_img = (size_t)p.C * p.H * p.W, out_img = (size_t)p.K * p.H * p.W;
     float *V = ws + 2 * XI * KC, *M = V + XI * (size_t)p.C * Tmax, *pp = M + XI * (size_t)p.K * Tmax;
+    float *rows = pp + (size_t)p.pad_h * p.pad_w;
     if (!U) {
         transform_filters(ws, w, &p);
         U = ws;
     }
     for (int b0 = 0; b0 < B; b0 += p.chunk) {
         const int n = B - b0 < p.chunk ? B - b0 : p.chunk, T = n * p.tiles;
-        transform_inputs(V, pp, in + b0 * in_img, n, &p);
+        transform_inputs(V, pp, rows, in + b0 * in_img, n, &p);
         for (int xi = 0; xi < XI; xi++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p.K, T, p.C, 1.0f, U + xi * KC, p.C,
                         V + (size_t)xi * p.C * T, T, 0.0f, M + (size_t)xi * p.K * T, T);
-        transform_outputs(out + b0 * out_img, M, b, n, &p);
+        transform_outputs(out + b0 * out_img, rows, M, b, n, &p);
     }
 }
 
@@ -336,7 +350,7 @@ void winograd_conv_backward(float *din, float *dw, float *db, float *ws, const f
     const size_t KC = (size_t)p.K * p.C, Tmax = (size_t)p.chunk * p.tiles, HW = (size_t)p.H * p.W;
     const size_t in_img = (size_t)p.C * HW, out_img = (size_t)p.K * HW;
     float *U = ws, *dU = U + XI * KC, *V = dU + XI * KC, *Z = V + XI * (size_t)p.C * Tmax,
-          *pp = Z + XI * (size_t)p.K * Tmax;
+          *pp = Z + XI * (size_t)p.K * Tmax, *rows = pp + (size_t)p.pad_h * p.pad_w;
     for (int bi = 0; bi < B; bi++)
         for (int k = 0; k < p.K; k++)
             db[k] += sum_floats(dout + bi * out_img + (size_t)k * HW, HW);
@@ -344,8 +358,8 @@ void winograd_conv_backward(float *din, float *dw, float *db, float *ws, const f
     memset(dU, 0, XI * KC * sizeof *dU);
     for (int b0 = 0; b0 < B; b0 += p.chunk) {
         const int n = B - b0 < p.chunk ? B - b0 : p.chunk, T = n * p.tiles;
-        transform_inputs(V, pp, in + b0 * in_img, n, &p);
-        transform_output_grads(Z, dout + b0 * out_img, n, &p);
+        transform_inputs(V, pp, rows, in + b0 * in_img, n, &p);
+        transform_output_grads(Z, rows, dout + b0 * out_img, n, &p);
         for (int xi = 0; xi < XI; xi++) {
             const float *Zx = Z + (size_t)xi * p.K * T;
             float *Vx = V + (size_t)xi * p.C * T;
@@ -357,7 +371,7 @@ void winograd_conv_backward(float *din, float *dw, float *db, float *ws, const f
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.C, T, p.K, 1.0f, U + xi * KC, p.C,
                             Zx, T, 0.0f, Vx, T);
         }
-        if (din) scatter_input_grads(din + b0 * in_img, pp, V, n, &p);
+        if (din) scatter_input_grads(din + b0 * in_img, pp, rows, V, n, &p);
     }
     add_filter_grads(dw, dU, &p);
 }
