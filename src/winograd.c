@@ -2,14 +2,17 @@
  *
  * Layouts, for a chunk of n images cut into T = n·tiles_h·tiles_w blocks
  * ("tiles", 2×2 of output each), ξ = 0..15 the transform-domain position:
- *   U[ξ][K][C]  the filters,             U  = G g Gᵀ
- *   V[ξ][C][T]  the input blocks,        V  = Bᵀ d B
- *   M[ξ][K][T]  their products (forward), or the output gradient taken to
- *               the transform domain (backward), Z = A dY Aᵀ
- * so that each ξ is one row-major GEMM: M[ξ] = U[ξ]·V[ξ]. Input blocks are
- * read from a zero-padded copy of each plane, so no load needs a bounds
- * test; output blocks that overhang an odd-sized image are clipped on
- * write, and their gradient is zero. */
+ *   U[ξ][K][C]  the filters,             U = G g Gᵀ
+ *   V[ξ][T][C]  the input blocks,        V = Bᵀ d B
+ *   M[ξ][T][K]  their products (forward), or the output gradient taken to
+ *               the transform domain (backward), Z = A e Aᵀ
+ * so that each ξ is one GEMM, M[ξ] = V[ξ]·U[ξ]ᵀ. Channels are innermost
+ * so that every transform is a loop over channels at unit stride, which
+ * vectorises at any image size (a row of tiles is only 4 wide at 7×7).
+ * The activations are NCHW, so a chunk's input is first copied to
+ * channels-innermost order with a border of zeros (X, NHWC), and the
+ * output is made in that order (Y) and copied back; blocks that overhang
+ * an odd-sized image are clipped there, and their gradient is zero. */
 #include "genlab/winograd.h"
 #include "fastmath.h"
 
@@ -18,21 +21,28 @@
 
 #define XI 16 /* positions in the 4×4 transform domain */
 
-/* A chunk is at least this many tiles wide (a narrow GEMM wastes the
- * packing), and otherwise at most about this many floats of V and M. */
+/* A chunk is at least this many tiles (a narrow GEMM wastes its packing),
+ * and otherwise at most about this many floats of workspace. */
 #define WINO_MIN_TILES 128
 #define WINO_CHUNK_FLOATS (192 * 1024)
 
 typedef struct {
     int C, K, H, W;
     int tiles_h, tiles_w, tiles; /* per image */
-    int pad_h, pad_w;            /* padded plane: one zero row/column before, enough after */
+    int pad_h, pad_w;            /* X: a zero row/column before the image, enough after */
     int chunk;                   /* images per chunk */
 } Plan;
 
 bool winograd_applies(const ConvShape *s)
 {
     return s->k == 3 && s->stride == 1 && s->pad == 1 && s->out_h == s->in_h && s->out_w == s->in_w;
+}
+
+/* Floats per image of V and M, X, and Y. */
+static size_t per_image_floats(const Plan *p)
+{
+    return (size_t)XI * (p->C + p->K) * p->tiles + (size_t)p->pad_h * p->pad_w * p->C +
+           (size_t)4 * p->tiles * p->K;
 }
 
 static Plan make_plan(const ConvShape *s, int B)
@@ -43,8 +53,7 @@ static Plan make_plan(const ConvShape *s, int B)
     p.tiles = p.tiles_h * p.tiles_w;
     p.pad_h = 2 * p.tiles_h + 2;
     p.pad_w = 2 * p.tiles_w + 2;
-    size_t per_image = (size_t)XI * (size_t)(p.C + p.K) * (size_t)p.tiles;
-    size_t g = WINO_CHUNK_FLOATS / per_image;
+    size_t g = WINO_CHUNK_FLOATS / per_image_floats(&p);
     size_t min_g = (WINO_MIN_TILES + (size_t)p.tiles - 1) / (size_t)p.tiles;
     if (g < min_g) g = min_g;
     if (g > (size_t)B) g = (size_t)B;
@@ -55,14 +64,13 @@ static Plan make_plan(const ConvShape *s, int B)
 size_t winograd_workspace_floats(const ConvShape *s, int B)
 {
     Plan p = make_plan(s, B);
-    size_t T = (size_t)p.chunk * (size_t)p.tiles;
-    /* U and dU, V (reused for dV), M, one padded plane and 4 rows */
-    return 2 * (size_t)XI * p.K * p.C + (size_t)XI * (p.C + p.K) * T + (size_t)(p.pad_h + 4) * p.pad_w;
+    /* U and dU, then a chunk's V (reused for dV), M, X and Y */
+    return 2 * (size_t)XI * p.K * p.C + (size_t)p.chunk * per_image_floats(&p);
 }
 
 /* ------------------------------------------------------------ transforms
- * Each applies a 1-D transform to the columns of a small row-major block,
- * then to its rows. */
+ * Each applies a 1-D transform to the columns of a small block, then to
+ * its rows. */
 
 /* G·g for a 3×3 g: (a, (a + b + c)/2, (a − b + c)/2, c) */
 static void filter_tf(float u[XI], const float g[9])
@@ -135,211 +143,249 @@ static void add_filter_grads(float *dw, const float *dU, const Plan *p)
     }
 }
 
-/* The data transforms work a row of tiles at a time on whole rows, so that
- * every loop is over contiguous (or stride-2) floats and vectorises: the
- * vertical half of each transform combines rows of the plane, the
- * horizontal half then combines the columns of those rows. `rows` is
- * scratch of 4 padded rows. */
+/* ------------------------------------------------------ layout changes */
 
-static void pad_plane(float *restrict pp, const float *restrict plane, const Plan *p)
+/* dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols, in 8×8 blocks so
+ * that both sides move through cache a line at a time. */
+static void transpose(float *restrict dst, size_t ldd, const float *restrict src, size_t lds, int rows,
+                      int cols)
 {
-    memset(pp, 0, (size_t)p->pad_h * p->pad_w * sizeof *pp);
-    for (int y = 0; y < p->H; y++)
-        memcpy(pp + (size_t)(y + 1) * p->pad_w + 1, plane + (size_t)y * p->W, (size_t)p->W * sizeof *pp);
+    for (int i0 = 0; i0 < rows; i0 += 8)
+        for (int j0 = 0; j0 < cols; j0 += 8) {
+            const int i1 = i0 + 8 < rows ? i0 + 8 : rows, j1 = j0 + 8 < cols ? j0 + 8 : cols;
+            for (int j = j0; j < j1; j++)
+                for (int i = i0; i < i1; i++) dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
+        }
 }
 
-/* Bᵀ d B for one padded plane's blocks; position ξ of tile t goes to
- * dst[ξ·stride + t]. Bᵀ·x = (x0 − x2, x1 + x2, x2 − x1, x1 − x3). */
-static void input_tf_plane(float *restrict dst, size_t stride, float *restrict rows,
-                           const float *restrict pp, const Plan *p)
+/* X[b][y + 1][x + 1][c] = in[b][c][y][x], zero elsewhere. */
+static void input_to_x(float *X, const float *in, int n, const Plan *p)
 {
-    const int PW = p->pad_w, TW = p->tiles_w;
-    float *t0 = rows, *t1 = rows + PW, *t2 = rows + 2 * PW, *t3 = rows + 3 * PW;
-    for (int ty = 0; ty < p->tiles_h; ty++) {
-        const float *r0 = pp + (size_t)(2 * ty) * PW, *r1 = r0 + PW, *r2 = r1 + PW, *r3 = r2 + PW;
-        for (int x = 0; x < PW; x++) {
-            t0[x] = r0[x] - r2[x];
-            t1[x] = r1[x] + r2[x];
-            t2[x] = r2[x] - r1[x];
-            t3[x] = r1[x] - r3[x];
+    const size_t HW = (size_t)p->H * p->W, row = (size_t)p->pad_w * p->C, img = (size_t)p->pad_h * row;
+    memset(X, 0, (size_t)n * img * sizeof *X);
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < p->H; y++)
+            transpose(X + b * img + (y + 1) * row + p->C, p->C, in + (b * p->C) * HW + (size_t)y * p->W, HW,
+                      p->C, p->W);
+}
+
+/* din[b][c][y][x] = X[b][y + 1][x + 1][c]: the inverse of input_to_x. */
+static void x_to_input(float *din, const float *X, int n, const Plan *p)
+{
+    const size_t HW = (size_t)p->H * p->W, row = (size_t)p->pad_w * p->C, img = (size_t)p->pad_h * row;
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < p->H; y++)
+            transpose(din + (b * p->C) * HW + (size_t)y * p->W, HW, X + b * img + (y + 1) * row + p->C, p->C,
+                      p->W, p->C);
+}
+
+/* Y[b][y][x][k] (2·tiles_h × 2·tiles_w pixels) from or to out[b][k][y][x]:
+ * to NCHW the overhang is dropped, from NCHW it is zero. */
+static void y_to_output(float *out, const float *Y, int n, const Plan *p)
+{
+    const size_t HW = (size_t)p->H * p->W, row = (size_t)2 * p->tiles_w * p->K, img = 2 * p->tiles_h * row;
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < p->H; y++)
+            transpose(out + (b * p->K) * HW + (size_t)y * p->W, HW, Y + b * img + y * row, p->K, p->W, p->K);
+}
+
+static void output_to_y(float *Y, const float *dout, int n, const Plan *p)
+{
+    const size_t HW = (size_t)p->H * p->W, row = (size_t)2 * p->tiles_w * p->K, img = 2 * p->tiles_h * row;
+    memset(Y, 0, (size_t)n * img * sizeof *Y);
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < p->H; y++)
+            transpose(Y + b * img + y * row, p->K, dout + (b * p->K) * HW + (size_t)y * p->W, HW, p->K, p->W);
+}
+
+/* ------------------------------------------------------- block transforms
+ * One block at a time, each a loop over channels: d points at the block's
+ * top-left pixel in X (rows `row` floats apart, pixels C apart), position
+ * ξ of the block in V, M or Z is `xi_stride` floats from the last. */
+
+/* V = Bᵀ d B, with Bᵀ·x = (x0 − x2, x1 + x2, x2 − x1, x1 − x3). */
+static void input_block(float *restrict v, size_t xi_stride, const float *restrict d, size_t row, int C)
+{
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+        float x[4][4], t[4][4];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) x[i][j] = d[i * row + (size_t)j * C + c];
+        for (int j = 0; j < 4; j++) {
+            t[0][j] = x[0][j] - x[2][j];
+            t[1][j] = x[1][j] + x[2][j];
+            t[2][j] = x[2][j] - x[1][j];
+            t[3][j] = x[1][j] - x[3][j];
         }
         for (int i = 0; i < 4; i++) {
-            const float *r = rows + (size_t)i * PW;
-            float *v0 = dst + (size_t)(4 * i) * stride + (size_t)ty * TW, *v1 = v0 + stride,
-                  *v2 = v1 + stride, *v3 = v2 + stride;
-            for (int tx = 0; tx < TW; tx++) {
-                float a = r[2 * tx], b = r[2 * tx + 1], c = r[2 * tx + 2], d = r[2 * tx + 3];
-                v0[tx] = a - c;
-                v1[tx] = b + c;
-                v2[tx] = c - b;
-                v3[tx] = b - d;
-            }
+            v[(size_t)(4 * i + 0) * xi_stride + c] = t[i][0] - t[i][2];
+            v[(size_t)(4 * i + 1) * xi_stride + c] = t[i][1] + t[i][2];
+            v[(size_t)(4 * i + 2) * xi_stride + c] = t[i][2] - t[i][1];
+            v[(size_t)(4 * i + 3) * xi_stride + c] = t[i][1] - t[i][3];
         }
     }
 }
 
-/* The adjoint: pp (zeroed by the caller) += B v Bᵀ for every block, the
- * blocks overlapping by two rows and columns. B·y = (y0, y1 − y2 + y3,
- * y1 + y2 − y0, −y3). */
-static void input_tf_plane_adjoint(float *restrict pp, float *restrict rows, const float *restrict src,
-                                   size_t stride, const Plan *p)
+/* The adjoint: d += B v Bᵀ, with B·y = (y0, y1 − y2 + y3, y1 + y2 − y0, −y3). */
+static void input_block_adjoint(float *restrict d, size_t row, const float *restrict v, size_t xi_stride, int C)
 {
-    const int PW = p->pad_w, TW = p->tiles_w;
-    for (int ty = 0; ty < p->tiles_h; ty++) {
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+        float y[4][4], t[4][4];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) y[i][j] = v[(size_t)(4 * i + j) * xi_stride + c];
+        for (int j = 0; j < 4; j++) {
+            t[0][j] = y[0][j];
+            t[1][j] = y[1][j] - y[2][j] + y[3][j];
+            t[2][j] = y[1][j] + y[2][j] - y[0][j];
+            t[3][j] = -y[3][j];
+        }
         for (int i = 0; i < 4; i++) {
-            float *h = rows + (size_t)i * PW;
-            const float *v0 = src + (size_t)(4 * i) * stride + (size_t)ty * TW, *v1 = v0 + stride,
-                        *v2 = v1 + stride, *v3 = v2 + stride;
-            for (int tx = 0; tx < TW; tx++) {
-                h[2 * tx] = v0[tx];
-                h[2 * tx + 1] = v1[tx] - v2[tx] + v3[tx];
-            }
-            h[2 * TW] = h[2 * TW + 1] = 0.0f;
-            for (int tx = 0; tx < TW; tx++) {
-                h[2 * tx + 2] += v1[tx] + v2[tx] - v0[tx];
-                h[2 * tx + 3] -= v3[tx];
-            }
-        }
-        const float *h0 = rows, *h1 = rows + PW, *h2 = rows + 2 * PW, *h3 = rows + 3 * PW;
-        float *r0 = pp + (size_t)(2 * ty) * PW, *r1 = r0 + PW, *r2 = r1 + PW, *r3 = r2 + PW;
-        for (int x = 0; x < PW; x++) {
-            r0[x] += h0[x];
-            r1[x] += h1[x] - h2[x] + h3[x];
-            r2[x] += h1[x] + h2[x] - h0[x];
-            r3[x] -= h3[x];
+            float *r = d + i * row + c;
+            r[0] += t[i][0];
+            r[(size_t)C] += t[i][1] - t[i][2] + t[i][3];
+            r[(size_t)2 * C] += t[i][1] + t[i][2] - t[i][0];
+            r[(size_t)3 * C] -= t[i][3];
         }
     }
 }
 
-/* plane = Aᵀ m A + bias for one output plane's blocks, clipped to the
- * image; position ξ of tile t is src[ξ·stride + t].
- * Aᵀ·m = (m0 + m1 + m2, m1 − m2 − m3). */
-static void output_tf_plane(float *restrict plane, float *restrict rows, const float *restrict src,
-                            size_t stride, float bias, const Plan *p)
+/* y = Aᵀ m A + bias, 2×2 pixels at y (rows `row` apart, pixels K apart),
+ * with Aᵀ·m = (m0 + m1 + m2, m1 − m2 − m3). */
+static void output_block(float *restrict y, size_t row, const float *restrict m, size_t xi_stride,
+                         const float *restrict bias, int K)
 {
-    const int TW = p->tiles_w;
-    float *o0 = rows, *o1 = rows + p->pad_w;
-    for (int ty = 0; ty < p->tiles_h; ty++) {
-        const float *m = src + (size_t)ty * TW;
-        for (int tx = 0; tx < TW; tx++) {
-            float s0[4], s1[4];
-            for (int j = 0; j < 4; j++) {
-                float a = m[(size_t)j * stride + tx], b = m[(size_t)(4 + j) * stride + tx];
-                float c = m[(size_t)(8 + j) * stride + tx], d = m[(size_t)(12 + j) * stride + tx];
-                s0[j] = a + b + c;
-                s1[j] = b - c - d;
-            }
-            o0[2 * tx] = s0[0] + s0[1] + s0[2] + bias;
-            o0[2 * tx + 1] = s0[1] - s0[2] - s0[3] + bias;
-            o1[2 * tx] = s1[0] + s1[1] + s1[2] + bias;
-            o1[2 * tx + 1] = s1[1] - s1[2] - s1[3] + bias;
+#pragma omp simd
+    for (int k = 0; k < K; k++) {
+        float a[4][4], s[2][4];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) a[i][j] = m[(size_t)(4 * i + j) * xi_stride + k];
+        for (int j = 0; j < 4; j++) {
+            s[0][j] = a[0][j] + a[1][j] + a[2][j];
+            s[1][j] = a[1][j] - a[2][j] - a[3][j];
         }
-        memcpy(plane + (size_t)(2 * ty) * p->W, o0, (size_t)p->W * sizeof *o0);
-        if (2 * ty + 1 < p->H) memcpy(plane + (size_t)(2 * ty + 1) * p->W, o1, (size_t)p->W * sizeof *o1);
+        for (int i = 0; i < 2; i++) {
+            y[i * row + k] = s[i][0] + s[i][1] + s[i][2] + bias[k];
+            y[i * row + (size_t)K + k] = s[i][1] - s[i][2] - s[i][3] + bias[k];
+        }
     }
 }
 
-/* The adjoint: A e Aᵀ for the 2×2 of output gradient e over each block
- * (zero where the block overhangs the image), to dst[ξ·stride + t].
- * A·e = (a, a + b, a − b, −b). */
-static void output_tf_plane_adjoint(float *restrict dst, size_t stride, float *restrict rows,
-                                    const float *restrict plane, const Plan *p)
+/* The adjoint: z = A e Aᵀ for the 2×2 of gradient e, A·e = (a, a + b, a − b, −b). */
+static void output_block_adjoint(float *restrict z, size_t xi_stride, const float *restrict e, size_t row, int K)
 {
-    const int TW = p->tiles_w, W2 = 2 * TW;
-    float *e0 = rows, *e1 = rows + p->pad_w, *c1 = rows + 2 * p->pad_w, *c2 = rows + 3 * p->pad_w;
-    for (int ty = 0; ty < p->tiles_h; ty++) {
-        memset(e0, 0, (size_t)W2 * sizeof *e0), memset(e1, 0, (size_t)W2 * sizeof *e1);
-        memcpy(e0, plane + (size_t)(2 * ty) * p->W, (size_t)p->W * sizeof *e0);
-        if (2 * ty + 1 < p->H) memcpy(e1, plane + (size_t)(2 * ty + 1) * p->W, (size_t)p->W * sizeof *e1);
-        for (int x = 0; x < W2; x++) {
-            c1[x] = e0[x] + e1[x];
-            c2[x] = e0[x] - e1[x];
-            e1[x] = -e1[x];
+#pragma omp simd
+    for (int k = 0; k < K; k++) {
+        float g[2][2], t[4][2];
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) g[i][j] = e[i * row + (size_t)j * K + k];
+        for (int j = 0; j < 2; j++) {
+            t[0][j] = g[0][j];
+            t[1][j] = g[0][j] + g[1][j];
+            t[2][j] = g[0][j] - g[1][j];
+            t[3][j] = -g[1][j];
         }
-        const float *cols[4] = {e0, c1, c2, e1};
         for (int i = 0; i < 4; i++) {
-            const float *r = cols[i];
-            float *z0 = dst + (size_t)(4 * i) * stride + (size_t)ty * TW, *z1 = z0 + stride,
-                  *z2 = z1 + stride, *z3 = z2 + stride;
-            for (int tx = 0; tx < TW; tx++) {
-                float a = r[2 * tx], b = r[2 * tx + 1];
-                z0[tx] = a;
-                z1[tx] = a + b;
-                z2[tx] = a - b;
-                z3[tx] = -b;
-            }
+            z[(size_t)(4 * i + 0) * xi_stride + k] = t[i][0];
+            z[(size_t)(4 * i + 1) * xi_stride + k] = t[i][0] + t[i][1];
+            z[(size_t)(4 * i + 2) * xi_stride + k] = t[i][0] - t[i][1];
+            z[(size_t)(4 * i + 3) * xi_stride + k] = -t[i][1];
         }
     }
 }
 
-/* V[ξ][c][t] = (Bᵀ d B)[ξ] for every 4×4 input block d of the chunk; one
- * row of V holds n·tiles blocks, T in all. */
-static void transform_inputs(float *V, float *pp, float *rows, const float *in, int n, const Plan *p)
+/* ------------------------------------------------------- over the chunk */
+
+/* The block of tile (b, ty, tx): its index t in V/M, and its top-left in X
+ * or Y. */
+static size_t tile_index(int b, int ty, int tx, const Plan *p)
 {
-    const size_t T = (size_t)n * p->tiles, CT = (size_t)p->C * T;
-    for (int c = 0; c < p->C; c++)
-        for (int b = 0; b < n; b++) {
-            pad_plane(pp, in + ((size_t)b * p->C + c) * p->H * p->W, p);
-            input_tf_plane(V + (size_t)c * T + (size_t)b * p->tiles, CT, rows, pp, p);
-        }
+    return ((size_t)b * p->tiles_h + ty) * p->tiles_w + tx;
 }
 
-/* din[b][c] = Σ over the blocks that cover each pixel of (B dV Bᵀ). */
-static void scatter_input_grads(float *din, float *pp, float *rows, const float *dV, int n, const Plan *p)
+static void transform_inputs(float *V, const float *X, int n, const Plan *p)
 {
-    const size_t T = (size_t)n * p->tiles, CT = (size_t)p->C * T;
-    for (int c = 0; c < p->C; c++)
-        for (int b = 0; b < n; b++) {
-            memset(pp, 0, (size_t)p->pad_h * p->pad_w * sizeof *pp);
-            input_tf_plane_adjoint(pp, rows, dV + (size_t)c * T + (size_t)b * p->tiles, CT, p);
-            float *plane = din + ((size_t)b * p->C + c) * p->H * p->W;
-            for (int y = 0; y < p->H; y++)
-                memcpy(plane + (size_t)y * p->W, pp + (size_t)(y + 1) * p->pad_w + 1,
-                       (size_t)p->W * sizeof *pp);
-        }
+    const size_t T = (size_t)n * p->tiles, CT = (size_t)p->C * T, row = (size_t)p->pad_w * p->C;
+    for (int b = 0; b < n; b++)
+        for (int ty = 0; ty < p->tiles_h; ty++)
+            for (int tx = 0; tx < p->tiles_w; tx++) {
+                const float *d = X + ((size_t)b * p->pad_h + 2 * ty) * row + (size_t)2 * tx * p->C;
+                input_block(V + tile_index(b, ty, tx, p) * p->C, CT, d, row, p->C);
+            }
 }
 
-/* out[b][k] = Aᵀ M A + bias, each block clipped to the image. */
-static void transform_outputs(float *out, float *rows, const float *M, const float *bias, int n, const Plan *p)
+/* X (zeroed by the caller) += every block's B dV Bᵀ. */
+static void scatter_input_grads(float *X, const float *dV, int n, const Plan *p)
 {
-    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T;
-    for (int k = 0; k < p->K; k++)
-        for (int b = 0; b < n; b++)
-            output_tf_plane(out + ((size_t)b * p->K + k) * p->H * p->W, rows,
-                            M + (size_t)k * T + (size_t)b * p->tiles, KT, bias[k], p);
+    const size_t T = (size_t)n * p->tiles, CT = (size_t)p->C * T, row = (size_t)p->pad_w * p->C;
+    for (int b = 0; b < n; b++)
+        for (int ty = 0; ty < p->tiles_h; ty++)
+            for (int tx = 0; tx < p->tiles_w; tx++) {
+                float *d = X + ((size_t)b * p->pad_h + 2 * ty) * row + (size_t)2 * tx * p->C;
+                input_block_adjoint(d, row, dV + tile_index(b, ty, tx, p) * p->C, CT, p->C);
+            }
 }
 
-/* Z[ξ][k][t] = (A e Aᵀ)[ξ] for the output gradient's blocks. */
-static void transform_output_grads(float *Z, float *rows, const float *dout, int n, const Plan *p)
+static void transform_outputs(float *Y, const float *M, const float *bias, int n, const Plan *p)
 {
-    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T;
-    for (int k = 0; k < p->K; k++)
-        for (int b = 0; b < n; b++)
-            output_tf_plane_adjoint(Z + (size_t)k * T + (size_t)b * p->tiles, KT, rows,
-                                    dout + ((size_t)b * p->K + k) * p->H * p->W, p);
+    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T, row = (size_t)2 * p->tiles_w * p->K;
+    for (int b = 0; b < n; b++)
+        for (int ty = 0; ty < p->tiles_h; ty++)
+            for (int tx = 0; tx < p->tiles_w; tx++) {
+                float *y = Y + ((size_t)b * 2 * p->tiles_h + 2 * ty) * row + (size_t)2 * tx * p->K;
+                output_block(y, row, M + tile_index(b, ty, tx, p) * p->K, KT, bias, p->K);
+            }
+}
+
+static void transform_output_grads(float *Z, const float *Y, int n, const Plan *p)
+{
+    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T, row = (size_t)2 * p->tiles_w * p->K;
+    for (int b = 0; b < n; b++)
+        for (int ty = 0; ty < p->tiles_h; ty++)
+            for (int tx = 0; tx < p->tiles_w; tx++) {
+                const float *e = Y + ((size_t)b * 2 * p->tiles_h + 2 * ty) * row + (size_t)2 * tx * p->K;
+                output_block_adjoint(Z + tile_index(b, ty, tx, p) * p->K, KT, e, row, p->K);
+            }
 }
 
 /* ------------------------------------------------------------- the passes */
+
+typedef struct {
+    float *U, *dU, *V, *M, *X, *Y;
+} Buffers;
+
+static Buffers buffers(float *ws, const Plan *p)
+{
+    const size_t KC = (size_t)p->K * p->C, T = (size_t)p->chunk * p->tiles;
+    Buffers b = {.U = ws};
+    b.dU = b.U + XI * KC;
+    b.V = b.dU + XI * KC;
+    b.M = b.V + XI * T * p->C;
+    b.X = b.M + XI * T * p->K;
+    b.Y = b.X + (size_t)p->chunk * p->pad_h * p->pad_w * p->C;
+    return b;
+}
 
 void winograd_conv_forward(float *out, float *ws, const float *in, const float *w, const float *U,
                            const float *b, const ConvShape *s, int B)
 {
     const Plan p = make_plan(s, B);
-    const size_t KC = (size_t)p.K * p.C, Tmax = (size_t)p.chunk * p.tiles;
-    const size_t in_img = (size_t)p.C * p.H * p.W, out_img = (size_t)p.K * p.H * p.W;
-    float *V = ws + 2 * XI * KC, *M = V + XI * (size_t)p.C * Tmax, *pp = M + XI * (size_t)p.K * Tmax;
-    float *rows = pp + (size_t)p.pad_h * p.pad_w;
+    const size_t KC = (size_t)p.K * p.C, in_img = (size_t)p.C * p.H * p.W, out_img = (size_t)p.K * p.H * p.W;
+    Buffers w_ = buffers(ws, &p);
     if (!U) {
-        transform_filters(ws, w, &p);
-        U = ws;
+        transform_filters(w_.U, w, &p);
+        U = w_.U;
     }
     for (int b0 = 0; b0 < B; b0 += p.chunk) {
         const int n = B - b0 < p.chunk ? B - b0 : p.chunk, T = n * p.tiles;
-        transform_inputs(V, pp, rows, in + b0 * in_img, n, &p);
+        input_to_x(w_.X, in + b0 * in_img, n, &p);
+        transform_inputs(w_.V, w_.X, n, &p);
+        /* M[ξ] (T×K) = V[ξ] (T×C) · U[ξ]ᵀ (C×K) */
         for (int xi = 0; xi < XI; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p.K, T, p.C, 1.0f, U + xi * KC, p.C,
-                        V + (size_t)xi * p.C * T, T, 0.0f, M + (size_t)xi * p.K * T, T);
-        transform_outputs(out + b0 * out_img, rows, M, b, n, &p);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, p.K, p.C, 1.0f, w_.V + (size_t)xi * T * p.C,
+                        p.C, U + xi * KC, p.C, 0.0f, w_.M + (size_t)xi * T * p.K, p.K);
+        transform_outputs(w_.Y, w_.M, b, n, &p);
+        y_to_output(out + b0 * out_img, w_.Y, n, &p);
     }
 }
 
@@ -347,31 +393,35 @@ void winograd_conv_backward(float *din, float *dw, float *db, float *ws, const f
                             const float *in, const float *w, const ConvShape *s, int B)
 {
     const Plan p = make_plan(s, B);
-    const size_t KC = (size_t)p.K * p.C, Tmax = (size_t)p.chunk * p.tiles, HW = (size_t)p.H * p.W;
+    const size_t KC = (size_t)p.K * p.C, HW = (size_t)p.H * p.W;
     const size_t in_img = (size_t)p.C * HW, out_img = (size_t)p.K * HW;
-    float *U = ws, *dU = U + XI * KC, *V = dU + XI * KC, *Z = V + XI * (size_t)p.C * Tmax,
-          *pp = Z + XI * (size_t)p.K * Tmax, *rows = pp + (size_t)p.pad_h * p.pad_w;
+    Buffers w_ = buffers(ws, &p);
     for (int bi = 0; bi < B; bi++)
-        for (int k = 0; k < p.K; k++)
-            db[k] += sum_floats(dout + bi * out_img + (size_t)k * HW, HW);
-    if (din) transform_filters(U, w, &p);
-    memset(dU, 0, XI * KC * sizeof *dU);
+        for (int k = 0; k < p.K; k++) db[k] += sum_floats(dout + bi * out_img + (size_t)k * HW, HW);
+    if (din) transform_filters(w_.U, w, &p);
+    memset(w_.dU, 0, XI * KC * sizeof *w_.dU);
     for (int b0 = 0; b0 < B; b0 += p.chunk) {
         const int n = B - b0 < p.chunk ? B - b0 : p.chunk, T = n * p.tiles;
-        transform_inputs(V, pp, rows, in + b0 * in_img, n, &p);
-        transform_output_grads(Z, rows, dout + b0 * out_img, n, &p);
+        input_to_x(w_.X, in + b0 * in_img, n, &p);
+        transform_inputs(w_.V, w_.X, n, &p);
+        output_to_y(w_.Y, dout + b0 * out_img, n, &p);
+        transform_output_grads(w_.M, w_.Y, n, &p);
         for (int xi = 0; xi < XI; xi++) {
-            const float *Zx = Z + (size_t)xi * p.K * T;
-            float *Vx = V + (size_t)xi * p.C * T;
-            /* dU[ξ] (K×C) += Z[ξ] (K×T) · V[ξ]ᵀ (T×C) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p.K, p.C, T, 1.0f, Zx, T, Vx, T, 1.0f,
-                        dU + xi * KC, p.C);
-            /* dV[ξ] (C×T) = U[ξ]ᵀ (C×K) · Z[ξ] (K×T), over V[ξ] now it is used */
+            const float *Z = w_.M + (size_t)xi * T * p.K;
+            float *V = w_.V + (size_t)xi * T * p.C;
+            /* dU[ξ] (K×C) += Z[ξ]ᵀ (K×T) · V[ξ] (T×C) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.K, p.C, T, 1.0f, Z, p.K, V, p.C, 1.0f,
+                        w_.dU + xi * KC, p.C);
+            /* dV[ξ] (T×C) = Z[ξ] (T×K) · U[ξ] (K×C), over V[ξ] now it is used */
             if (din)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.C, T, p.K, 1.0f, U + xi * KC, p.C,
-                            Zx, T, 0.0f, Vx, T);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, p.C, p.K, 1.0f, Z, p.K,
+                            w_.U + xi * KC, p.C, 0.0f, V, p.C);
         }
-        if (din) scatter_input_grads(din + b0 * in_img, pp, rows, V, n, &p);
+        if (din) {
+            memset(w_.X, 0, (size_t)n * p.pad_h * p.pad_w * p.C * sizeof *w_.X);
+            scatter_input_grads(w_.X, w_.V, n, &p);
+            x_to_input(din + b0 * in_img, w_.X, n, &p);
+        }
     }
-    add_filter_grads(dw, dU, &p);
+    add_filter_grads(dw, w_.dU, &p);
 }
