@@ -561,7 +561,7 @@ static void add_into(float *dst, const float *src, size_t n)
 }
 
 /* The 3×3 stride-1 convs (nearly all the model's work) go through
- * Winograd's F(2×2, 3×3); the strided ones through im2col. */
+ * Winograd's F(4×4, 3×3); the strided ones through im2col. */
 static void conv_fwd(Unet *m, const Conv *c, float *out, const float *in, int B)
 {
     if (winograd_applies(&c->s))

@@ -1,30 +1,34 @@
-/* winograd.c — F(2×2, 3×3) convolution; winograd.h says what and why.
+/* winograd.c — F(4×4, 3×3) convolution; winograd.h says what and why.
  *
  * Layouts, for a chunk of n images cut into T = n·tiles_h·tiles_w blocks
- * ("tiles", 2×2 of output each), ξ = 0..15 the transform-domain position:
+ * ("tiles", 4×4 of output each), ξ = 0..35 the transform-domain position:
  *   U[ξ][K][C]  the filters,             U = G g Gᵀ
  *   V[ξ][T][C]  the input blocks,        V = Bᵀ d B
  *   M[ξ][T][K]  their products (forward), or the output gradient taken to
  *               the transform domain (backward), Z = A e Aᵀ
  * so that each ξ is one GEMM, M[ξ] = V[ξ]·U[ξ]ᵀ. Channels are innermost
  * so that every transform is a loop over channels at unit stride, which
- * vectorises at any image size (a row of tiles is only 4 wide at 7×7).
+ * vectorises at any image size (a row of tiles is only 2 wide at 7×7).
  * The activations are NCHW, so a chunk's input is first copied to
  * channels-innermost order with a border of zeros (X, NHWC), and the
  * output is made in that order (Y) and copied back; blocks that overhang
- * an odd-sized image are clipped there, and their gradient is zero. */
+ * the image (sides that are not multiples of 4) are clipped there, and
+ * their gradient is zero. */
 #include "genlab/winograd.h"
 #include "fastmath.h"
 
 #include <cblas.h>
 #include <string.h>
 
-#define XI 16 /* positions in the 4×4 transform domain */
+/* F(4×4, 3×3): each block is 4×4 pixels of output from 6×6 of input. */
+#define TILE 4
+#define ALPHA (TILE + 2)
+#define XI (ALPHA * ALPHA) /* positions in the transform domain */
 
 /* A chunk is at least this many tiles (a narrow GEMM wastes its packing),
  * and otherwise at most about this many floats of workspace. */
-#define WINO_MIN_TILES 128
-#define WINO_CHUNK_FLOATS (192 * 1024)
+#define WINO_MIN_TILES 64
+#define WINO_CHUNK_FLOATS (256 * 1024)
 
 typedef struct {
     int C, K, H, W;
@@ -42,17 +46,17 @@ bool winograd_applies(const ConvShape *s)
 static size_t per_image_floats(const Plan *p)
 {
     return (size_t)XI * (p->C + p->K) * p->tiles + (size_t)p->pad_h * p->pad_w * p->C +
-           (size_t)4 * p->tiles * p->K;
+           (size_t)TILE * TILE * p->tiles * p->K;
 }
 
 static Plan make_plan(const ConvShape *s, int B)
 {
     Plan p = {.C = s->in_c, .K = s->out_c, .H = s->in_h, .W = s->in_w};
-    p.tiles_h = (p.H + 1) / 2;
-    p.tiles_w = (p.W + 1) / 2;
+    p.tiles_h = (p.H + TILE - 1) / TILE;
+    p.tiles_w = (p.W + TILE - 1) / TILE;
     p.tiles = p.tiles_h * p.tiles_w;
-    p.pad_h = 2 * p.tiles_h + 2;
-    p.pad_w = 2 * p.tiles_w + 2;
+    p.pad_h = TILE * p.tiles_h + 2;
+    p.pad_w = TILE * p.tiles_w + 2;
     size_t g = WINO_CHUNK_FLOATS / per_image_floats(&p);
     size_t min_g = (WINO_MIN_TILES + (size_t)p.tiles - 1) / (size_t)p.tiles;
     if (g < min_g) g = min_g;
@@ -69,45 +73,98 @@ size_t winograd_workspace_floats(const ConvShape *s, int B)
 }
 
 /* ------------------------------------------------------------ transforms
- * Each applies a 1-D transform to the columns of a small block, then to
- * its rows. */
+ * Lavin & Gray's matrices for F(4, 3), interpolating at 0, ±1, ±2 and ∞.
+ * Each 2-D transform applies a 1-D one to the columns of a block, then to
+ * its rows; the adjoints (for backward) are the transposed matrices. */
 
-/* G·g for a 3×3 g: (a, (a + b + c)/2, (a − b + c)/2, c) */
-static void filter_tf(float u[XI], const float g[9])
+/* The 1-D transforms are macros so that they apply as well to a float as
+ * to a vector of channels (Lanes, below). */
+
+/* Bᵀ·x, input side, 6 → 6 */
+#define BT6(y, x)                                           \
+    do {                                                    \
+        (y)[0] = 4.0f * (x)[0] - 5.0f * (x)[2] + (x)[4];    \
+        (y)[1] = -4.0f * ((x)[1] + (x)[2]) + (x)[3] + (x)[4]; \
+        (y)[2] = 4.0f * ((x)[1] - (x)[2]) - (x)[3] + (x)[4];  \
+        (y)[3] = -2.0f * ((x)[1] - (x)[3]) - (x)[2] + (x)[4]; \
+        (y)[4] = 2.0f * ((x)[1] - (x)[3]) - (x)[2] + (x)[4];  \
+        (y)[5] = 4.0f * (x)[1] - 5.0f * (x)[3] + (x)[5];    \
+    } while (0)
+
+/* B·y, its adjoint */
+#define B6(x, y)                                                                  \
+    do {                                                                          \
+        (x)[0] = 4.0f * (y)[0];                                                   \
+        (x)[1] = 4.0f * ((y)[2] - (y)[1] + (y)[5]) + 2.0f * ((y)[4] - (y)[3]);    \
+        (x)[2] = -5.0f * (y)[0] - 4.0f * ((y)[1] + (y)[2]) - (y)[3] - (y)[4];     \
+        (x)[3] = (y)[1] - (y)[2] + 2.0f * ((y)[3] - (y)[4]) - 5.0f * (y)[5];      \
+        (x)[4] = (y)[0] + (y)[1] + (y)[2] + (y)[3] + (y)[4];                      \
+        (x)[5] = (y)[5];                                                          \
+    } while (0)
+
+/* Aᵀ·m, output side, 6 → 4 */
+#define AT4(y, m)                                                       \
+    do {                                                                \
+        (y)[0] = (m)[0] + (m)[1] + (m)[2] + (m)[3] + (m)[4];            \
+        (y)[1] = (m)[1] - (m)[2] + 2.0f * ((m)[3] - (m)[4]);            \
+        (y)[2] = (m)[1] + (m)[2] + 4.0f * ((m)[3] + (m)[4]);            \
+        (y)[3] = (m)[1] - (m)[2] + 8.0f * ((m)[3] - (m)[4]) + (m)[5];   \
+    } while (0)
+
+/* A·e, its adjoint, 4 → 6 */
+#define A6(z, e)                                                                \
+    do {                                                                        \
+        (z)[0] = (e)[0];                                                        \
+        (z)[1] = (e)[0] + (e)[1] + (e)[2] + (e)[3];                             \
+        (z)[2] = (e)[0] - (e)[1] + (e)[2] - (e)[3];                             \
+        (z)[3] = (e)[0] + 2.0f * (e)[1] + 4.0f * (e)[2] + 8.0f * (e)[3];        \
+        (z)[4] = (e)[0] - 2.0f * (e)[1] + 4.0f * (e)[2] - 8.0f * (e)[3];        \
+        (z)[5] = (e)[3];                                                        \
+    } while (0)
+
+/* G·g, filter side, 3 → 6 (filters are transformed once per call, not per
+ * block: plain floats) */
+static void g6(float u[6], const float g[3])
 {
-    float t[12]; /* 4×3 */
-    for (int j = 0; j < 3; j++) {
-        float a = g[j], b = g[3 + j], c = g[6 + j];
-        t[j] = a;
-        t[3 + j] = 0.5f * (a + b + c);
-        t[6 + j] = 0.5f * (a - b + c);
-        t[9 + j] = c;
-    }
-    for (int i = 0; i < 4; i++) {
-        float a = t[3 * i], b = t[3 * i + 1], c = t[3 * i + 2];
-        u[4 * i + 0] = a;
-        u[4 * i + 1] = 0.5f * (a + b + c);
-        u[4 * i + 2] = 0.5f * (a - b + c);
-        u[4 * i + 3] = c;
-    }
+    u[0] = g[0] / 4.0f;
+    u[1] = -(g[0] + g[1] + g[2]) / 6.0f;
+    u[2] = -(g[0] - g[1] + g[2]) / 6.0f;
+    u[3] = g[0] / 24.0f + g[1] / 12.0f + g[2] / 6.0f;
+    u[4] = g[0] / 24.0f - g[1] / 12.0f + g[2] / 6.0f;
+    u[5] = g[2];
 }
 
-/* Gᵀ·y, the adjoint of filter_tf: (p + (q + r)/2, (q − r)/2, (q + r)/2 + s) */
+/* Gᵀ·u, its adjoint, 6 → 3 */
+static void gt3(float g[3], const float u[6])
+{
+    g[0] = u[0] / 4.0f - (u[1] + u[2]) / 6.0f + (u[3] + u[4]) / 24.0f;
+    g[1] = (u[2] - u[1]) / 6.0f + (u[3] - u[4]) / 12.0f;
+    g[2] = (u[3] + u[4] - u[1] - u[2]) / 6.0f + u[5];
+}
+
+/* u (6×6) = G g Gᵀ for a 3×3 g */
+static void filter_tf(float u[XI], const float g[9])
+{
+    float t[ALPHA][3]; /* G g */
+    for (int j = 0; j < 3; j++) {
+        float col[3] = {g[j], g[3 + j], g[6 + j]}, out[ALPHA];
+        g6(out, col);
+        for (int i = 0; i < ALPHA; i++) t[i][j] = out[i];
+    }
+    for (int i = 0; i < ALPHA; i++) g6(u + ALPHA * i, t[i]);
+}
+
+/* g (3×3) = Gᵀ u G, the adjoint */
 static void filter_tf_adjoint(float g[9], const float u[XI])
 {
-    float t[12]; /* 3×4 */
-    for (int j = 0; j < 4; j++) {
-        float p = u[j], q = u[4 + j], r = u[8 + j], s = u[12 + j];
-        t[j] = p + 0.5f * (q + r);
-        t[4 + j] = 0.5f * (q - r);
-        t[8 + j] = 0.5f * (q + r) + s;
+    float t[3][ALPHA]; /* Gᵀ u */
+    for (int j = 0; j < ALPHA; j++) {
+        float col[ALPHA], out[3];
+        for (int i = 0; i < ALPHA; i++) col[i] = u[ALPHA * i + j];
+        gt3(out, col);
+        for (int i = 0; i < 3; i++) t[i][j] = out[i];
     }
-    for (int i = 0; i < 3; i++) {
-        const float *r = t + 4 * i;
-        g[3 * i + 0] = r[0] + 0.5f * (r[1] + r[2]);
-        g[3 * i + 1] = 0.5f * (r[1] - r[2]);
-        g[3 * i + 2] = 0.5f * (r[1] + r[2]) + r[3];
-    }
+    for (int i = 0; i < 3; i++) gt3(g + 3 * i, t[i]);
 }
 
 /* ---------------------------------------------------------------- stages */
@@ -143,155 +200,256 @@ static void add_filter_grads(float *dw, const float *dU, const Plan *p)
     }
 }
 
-/* ------------------------------------------------------ layout changes */
+/* ----------------------------------------------------------------- lanes
+ * Lanes is a GCC/Clang vector of 8 floats (one AVX register, two SSE
+ * ones). Loads and stores go through memcpy, which compiles to one
+ * unaligned instruction when n is the constant 8, and handles the last,
+ * partial group of a channel count that is not a multiple of 8. */
 
-/* dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols, in 8×8 blocks so
- * that both sides move through cache a line at a time. */
-static void transpose(float *restrict dst, size_t ldd, const float *restrict src, size_t lds, int rows,
-                      int cols)
+#define LANES 8
+typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline __attribute__((always_inline)) Lanes load_lanes(const float *p, int n)
 {
-    for (int i0 = 0; i0 < rows; i0 += 8)
-        for (int j0 = 0; j0 < cols; j0 += 8) {
-            const int i1 = i0 + 8 < rows ? i0 + 8 : rows, j1 = j0 + 8 < cols ? j0 + 8 : cols;
-            for (int j = j0; j < j1; j++)
-                for (int i = i0; i < i1; i++) dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
-        }
+    Lanes v = {0};
+    memcpy(&v, p, (size_t)n * sizeof(float));
+    return v;
 }
 
-/* X[b][y + 1][x + 1][c] = in[b][c][y][x], zero elsewhere. */
+static inline __attribute__((always_inline)) void store_lanes(float *p, Lanes v, int n)
+{
+    memcpy(p, &v, (size_t)n * sizeof(float));
+}
+
+/* r[i][j] ↔ r[j][i] in registers: pairs of lanes, then pairs of pairs,
+ * then halves (the usual unpack-shuffle-permute ladder). */
+static inline __attribute__((always_inline)) void transpose8(Lanes r[8])
+{
+    Lanes t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {
+            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    /* u[0..3] hold columns (0,4), (1,5), (2,6), (3,7) of rows 0-3; u[4..7] of rows 4-7 */
+    for (int j = 0; j < 4; j++) {
+        r[j] = __builtin_shufflevector(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[j + 4] = __builtin_shufflevector(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* ------------------------------------------------------ layout changes */
+
+/* One image between NCHW planes [C][H·W] and pixel-major order, where
+ * pixel (y, x)'s C floats sit at pix + (y + pad)·row + (x + pad)·C. In
+ * blocks of 8 channels × 8 pixels, transposed in registers; pixels run on
+ * across image rows, so a 7-wide row leaves no ragged blocks. */
+
+static void pixel_offsets(size_t *at, int p0, int n, size_t row, int pad, int C, int W)
+{
+    for (int j = 0; j < n; j++) at[j] = (size_t)((p0 + j) / W + pad) * row + (size_t)((p0 + j) % W + pad) * C;
+}
+
+static void planes_to_pixels(float *restrict pix, size_t row, int pad, const float *restrict planes, int C,
+                             int H, int W)
+{
+    const int HW = H * W;
+    for (int p0 = 0; p0 < HW; p0 += LANES) {
+        const int np = HW - p0 < LANES ? HW - p0 : LANES;
+        size_t at[LANES];
+        pixel_offsets(at, p0, np, row, pad, C, W);
+        int c0 = 0;
+        if (np == LANES)
+            for (; c0 + LANES <= C; c0 += LANES) {
+                Lanes r[LANES];
+                for (int i = 0; i < LANES; i++) r[i] = load_lanes(planes + (size_t)(c0 + i) * HW + p0, LANES);
+                transpose8(r);
+                for (int j = 0; j < LANES; j++) store_lanes(pix + at[j] + c0, r[j], LANES);
+            }
+        for (int c = c0; c < C; c++)
+            for (int j = 0; j < np; j++) pix[at[j] + c] = planes[(size_t)c * HW + p0 + j];
+    }
+}
+
+static void pixels_to_planes(float *restrict planes, const float *restrict pix, size_t row, int pad, int C,
+                             int H, int W)
+{
+    const int HW = H * W;
+    for (int p0 = 0; p0 < HW; p0 += LANES) {
+        const int np = HW - p0 < LANES ? HW - p0 : LANES;
+        size_t at[LANES];
+        pixel_offsets(at, p0, np, row, pad, C, W);
+        int c0 = 0;
+        if (np == LANES)
+            for (; c0 + LANES <= C; c0 += LANES) {
+                Lanes r[LANES];
+                for (int j = 0; j < LANES; j++) r[j] = load_lanes(pix + at[j] + c0, LANES);
+                transpose8(r);
+                for (int i = 0; i < LANES; i++) store_lanes(planes + (size_t)(c0 + i) * HW + p0, r[i], LANES);
+            }
+        for (int c = c0; c < C; c++)
+            for (int j = 0; j < np; j++) planes[(size_t)c * HW + p0 + j] = pix[at[j] + c];
+    }
+}
+
+/* X[b][y + 1][x + 1][c] = in[b][c][y][x], zero elsewhere (the border is
+ * zeroed on its own: the interior is written whole). */
 static void input_to_x(float *X, const float *in, int n, const Plan *p)
 {
-    const size_t HW = (size_t)p->H * p->W, row = (size_t)p->pad_w * p->C, img = (size_t)p->pad_h * row;
-    memset(X, 0, (size_t)n * img * sizeof *X);
-    for (int b = 0; b < n; b++)
-        for (int y = 0; y < p->H; y++)
-            transpose(X + b * img + (y + 1) * row + p->C, p->C, in + (b * p->C) * HW + (size_t)y * p->W, HW,
-                      p->C, p->W);
+    const size_t HW = (size_t)p->H * p->W, px = (size_t)p->C, row = (size_t)p->pad_w * px,
+                 img = (size_t)p->pad_h * row;
+    for (int b = 0; b < n; b++) {
+        float *x = X + b * img;
+        memset(x, 0, row * sizeof *x);
+        for (int y = 1; y <= p->H; y++) {
+            memset(x + y * row, 0, px * sizeof *x);
+            memset(x + y * row + (p->W + 1) * px, 0, (p->pad_w - p->W - 1) * px * sizeof *x);
+        }
+        memset(x + (p->H + 1) * row, 0, (p->pad_h - p->H - 1) * row * sizeof *x);
+        planes_to_pixels(x, row, 1, in + b * p->C * HW, p->C, p->H, p->W);
+    }
 }
 
 /* din[b][c][y][x] = X[b][y + 1][x + 1][c]: the inverse of input_to_x. */
 static void x_to_input(float *din, const float *X, int n, const Plan *p)
 {
     const size_t HW = (size_t)p->H * p->W, row = (size_t)p->pad_w * p->C, img = (size_t)p->pad_h * row;
-    for (int b = 0; b < n; b++)
-        for (int y = 0; y < p->H; y++)
-            transpose(din + (b * p->C) * HW + (size_t)y * p->W, HW, X + b * img + (y + 1) * row + p->C, p->C,
-                      p->W, p->C);
+    for (int b = 0; b < n; b++) pixels_to_planes(din + b * p->C * HW, X + b * img, row, 1, p->C, p->H, p->W);
 }
 
-/* Y[b][y][x][k] (2·tiles_h × 2·tiles_w pixels) from or to out[b][k][y][x]:
+/* Y[b][y][x][k] (TILE·tiles_h × TILE·tiles_w pixels) from or to out[b][k][y][x]:
  * to NCHW the overhang is dropped, from NCHW it is zero. */
 static void y_to_output(float *out, const float *Y, int n, const Plan *p)
 {
-    const size_t HW = (size_t)p->H * p->W, row = (size_t)2 * p->tiles_w * p->K, img = 2 * p->tiles_h * row;
-    for (int b = 0; b < n; b++)
-        for (int y = 0; y < p->H; y++)
-            transpose(out + (b * p->K) * HW + (size_t)y * p->W, HW, Y + b * img + y * row, p->K, p->W, p->K);
+    const size_t HW = (size_t)p->H * p->W, row = (size_t)TILE * p->tiles_w * p->K, img = TILE * p->tiles_h * row;
+    for (int b = 0; b < n; b++) pixels_to_planes(out + b * p->K * HW, Y + b * img, row, 0, p->K, p->H, p->W);
 }
 
 static void output_to_y(float *Y, const float *dout, int n, const Plan *p)
 {
-    const size_t HW = (size_t)p->H * p->W, row = (size_t)2 * p->tiles_w * p->K, img = 2 * p->tiles_h * row;
+    const size_t HW = (size_t)p->H * p->W, row = (size_t)TILE * p->tiles_w * p->K, img = TILE * p->tiles_h * row;
     memset(Y, 0, (size_t)n * img * sizeof *Y);
-    for (int b = 0; b < n; b++)
-        for (int y = 0; y < p->H; y++)
-            transpose(Y + b * img + y * row, p->K, dout + (b * p->K) * HW + (size_t)y * p->W, HW, p->K, p->W);
+    for (int b = 0; b < n; b++) planes_to_pixels(Y + b * img, row, 0, dout + b * p->K * HW, p->K, p->H, p->W);
 }
 
 /* ------------------------------------------------------- block transforms
- * One block at a time, each a loop over channels: d points at the block's
- * top-left pixel in X (rows `row` floats apart, pixels C apart), position
- * ξ of the block in V, M or Z is `xi_stride` floats from the last. */
+ * One block at a time, 8 channels at a time: d points at the block's
+ * top-left pixel in X or Y (rows `row` floats apart, pixels C or K apart),
+ * position ξ of the block in V, M or Z is `xi_stride` floats from the
+ * last. Lanes is a GCC/Clang vector of 8 floats (one AVX register, two
+ * SSE ones); a channel count that is not a multiple of 8 ends with a
+ * group of n < 8 lanes, loaded and stored n floats at a time. The group
+ * functions are inlined with n = 8 for the main loop, so that there each
+ * load and store is one instruction. */
 
-/* V = Bᵀ d B, with Bᵀ·x = (x0 − x2, x1 + x2, x2 − x1, x1 − x3). */
-static void input_block(float *restrict v, size_t xi_stride, const float *restrict d, size_t row, int C)
+/* v = Bᵀ d B for channels c..c+n */
+static inline __attribute__((always_inline)) void input_group(float *v, size_t xi_stride, const float *d,
+                                                              size_t row, int C, int c, int n)
 {
-#pragma omp simd
-    for (int c = 0; c < C; c++) {
-        float x[4][4], t[4][4];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) x[i][j] = d[i * row + (size_t)j * C + c];
-        for (int j = 0; j < 4; j++) {
-            t[0][j] = x[0][j] - x[2][j];
-            t[1][j] = x[1][j] + x[2][j];
-            t[2][j] = x[2][j] - x[1][j];
-            t[3][j] = x[1][j] - x[3][j];
-        }
-        for (int i = 0; i < 4; i++) {
-            v[(size_t)(4 * i + 0) * xi_stride + c] = t[i][0] - t[i][2];
-            v[(size_t)(4 * i + 1) * xi_stride + c] = t[i][1] + t[i][2];
-            v[(size_t)(4 * i + 2) * xi_stride + c] = t[i][2] - t[i][1];
-            v[(size_t)(4 * i + 3) * xi_stride + c] = t[i][1] - t[i][3];
+    Lanes t[ALPHA][ALPHA], col[ALPHA], out[ALPHA];
+    for (int j = 0; j < ALPHA; j++) {
+        for (int i = 0; i < ALPHA; i++) col[i] = load_lanes(d + i * row + (size_t)j * C + c, n);
+        BT6(out, col);
+        for (int i = 0; i < ALPHA; i++) t[i][j] = out[i];
+    }
+    for (int i = 0; i < ALPHA; i++) {
+        BT6(out, t[i]);
+        for (int j = 0; j < ALPHA; j++) store_lanes(v + (size_t)(ALPHA * i + j) * xi_stride + c, out[j], n);
+    }
+}
+
+/* d += B v Bᵀ, the adjoint */
+static inline __attribute__((always_inline)) void input_group_adjoint(float *d, size_t row, const float *v,
+                                                                      size_t xi_stride, int C, int c, int n)
+{
+    Lanes t[ALPHA][ALPHA], in[ALPHA], out[ALPHA];
+    for (int i = 0; i < ALPHA; i++) {
+        for (int j = 0; j < ALPHA; j++) in[j] = load_lanes(v + (size_t)(ALPHA * i + j) * xi_stride + c, n);
+        B6(t[i], in);
+    }
+    for (int j = 0; j < ALPHA; j++) {
+        for (int i = 0; i < ALPHA; i++) in[i] = t[i][j];
+        B6(out, in);
+        for (int i = 0; i < ALPHA; i++) {
+            float *p = d + i * row + (size_t)j * C + c;
+            store_lanes(p, load_lanes(p, n) + out[i], n);
         }
     }
 }
 
-/* The adjoint: d += B v Bᵀ, with B·y = (y0, y1 − y2 + y3, y1 + y2 − y0, −y3). */
-static void input_block_adjoint(float *restrict d, size_t row, const float *restrict v, size_t xi_stride, int C)
+/* y = Aᵀ m A + bias, TILE×TILE pixels */
+static inline __attribute__((always_inline)) void output_group(float *y, size_t row, const float *m,
+                                                               size_t xi_stride, const float *bias, int K,
+                                                               int k, int n)
 {
-#pragma omp simd
-    for (int c = 0; c < C; c++) {
-        float y[4][4], t[4][4];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) y[i][j] = v[(size_t)(4 * i + j) * xi_stride + c];
-        for (int j = 0; j < 4; j++) {
-            t[0][j] = y[0][j];
-            t[1][j] = y[1][j] - y[2][j] + y[3][j];
-            t[2][j] = y[1][j] + y[2][j] - y[0][j];
-            t[3][j] = -y[3][j];
-        }
-        for (int i = 0; i < 4; i++) {
-            float *r = d + i * row + c;
-            r[0] += t[i][0];
-            r[(size_t)C] += t[i][1] - t[i][2] + t[i][3];
-            r[(size_t)2 * C] += t[i][1] + t[i][2] - t[i][0];
-            r[(size_t)3 * C] -= t[i][3];
-        }
+    Lanes t[TILE][ALPHA], col[ALPHA], out[TILE];
+    const Lanes b = load_lanes(bias + k, n);
+    for (int j = 0; j < ALPHA; j++) {
+        for (int i = 0; i < ALPHA; i++) col[i] = load_lanes(m + (size_t)(ALPHA * i + j) * xi_stride + k, n);
+        AT4(out, col);
+        for (int i = 0; i < TILE; i++) t[i][j] = out[i];
+    }
+    for (int i = 0; i < TILE; i++) {
+        AT4(out, t[i]);
+        for (int j = 0; j < TILE; j++) store_lanes(y + i * row + (size_t)j * K + k, out[j] + b, n);
     }
 }
 
-/* y = Aᵀ m A + bias, 2×2 pixels at y (rows `row` apart, pixels K apart),
- * with Aᵀ·m = (m0 + m1 + m2, m1 − m2 − m3). */
-static void output_block(float *restrict y, size_t row, const float *restrict m, size_t xi_stride,
-                         const float *restrict bias, int K)
+/* z = A e Aᵀ for the TILE×TILE of gradient e, the adjoint */
+static inline __attribute__((always_inline)) void output_group_adjoint(float *z, size_t xi_stride,
+                                                                       const float *e, size_t row, int K,
+                                                                       int k, int n)
 {
-#pragma omp simd
-    for (int k = 0; k < K; k++) {
-        float a[4][4], s[2][4];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) a[i][j] = m[(size_t)(4 * i + j) * xi_stride + k];
-        for (int j = 0; j < 4; j++) {
-            s[0][j] = a[0][j] + a[1][j] + a[2][j];
-            s[1][j] = a[1][j] - a[2][j] - a[3][j];
-        }
-        for (int i = 0; i < 2; i++) {
-            y[i * row + k] = s[i][0] + s[i][1] + s[i][2] + bias[k];
-            y[i * row + (size_t)K + k] = s[i][1] - s[i][2] - s[i][3] + bias[k];
-        }
+    Lanes t[ALPHA][TILE], col[TILE], out[ALPHA];
+    for (int j = 0; j < TILE; j++) {
+        for (int i = 0; i < TILE; i++) col[i] = load_lanes(e + i * row + (size_t)j * K + k, n);
+        A6(out, col);
+        for (int i = 0; i < ALPHA; i++) t[i][j] = out[i];
+    }
+    for (int i = 0; i < ALPHA; i++) {
+        A6(out, t[i]);
+        for (int j = 0; j < ALPHA; j++) store_lanes(z + (size_t)(ALPHA * i + j) * xi_stride + k, out[j], n);
     }
 }
 
-/* The adjoint: z = A e Aᵀ for the 2×2 of gradient e, A·e = (a, a + b, a − b, −b). */
-static void output_block_adjoint(float *restrict z, size_t xi_stride, const float *restrict e, size_t row, int K)
+/* Each block function: whole groups of 8, then the rest. */
+#define OVER_LANES(count, call)                                   \
+    do {                                                          \
+        int c_ = 0;                                               \
+        for (; c_ + LANES <= (count); c_ += LANES) call(c_, LANES); \
+        if (c_ < (count)) call(c_, (count) - c_);                 \
+    } while (0)
+
+static void input_block(float *v, size_t xi_stride, const float *d, size_t row, int C)
 {
-#pragma omp simd
-    for (int k = 0; k < K; k++) {
-        float g[2][2], t[4][2];
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 2; j++) g[i][j] = e[i * row + (size_t)j * K + k];
-        for (int j = 0; j < 2; j++) {
-            t[0][j] = g[0][j];
-            t[1][j] = g[0][j] + g[1][j];
-            t[2][j] = g[0][j] - g[1][j];
-            t[3][j] = -g[1][j];
-        }
-        for (int i = 0; i < 4; i++) {
-            z[(size_t)(4 * i + 0) * xi_stride + k] = t[i][0];
-            z[(size_t)(4 * i + 1) * xi_stride + k] = t[i][0] + t[i][1];
-            z[(size_t)(4 * i + 2) * xi_stride + k] = t[i][0] - t[i][1];
-            z[(size_t)(4 * i + 3) * xi_stride + k] = -t[i][1];
-        }
-    }
+#define CALL(c, n) input_group(v, xi_stride, d, row, C, c, n)
+    OVER_LANES(C, CALL);
+#undef CALL
+}
+
+static void input_block_adjoint(float *d, size_t row, const float *v, size_t xi_stride, int C)
+{
+#define CALL(c, n) input_group_adjoint(d, row, v, xi_stride, C, c, n)
+    OVER_LANES(C, CALL);
+#undef CALL
+}
+
+static void output_block(float *y, size_t row, const float *m, size_t xi_stride, const float *bias, int K)
+{
+#define CALL(k, n) output_group(y, row, m, xi_stride, bias, K, k, n)
+    OVER_LANES(K, CALL);
+#undef CALL
+}
+
+static void output_block_adjoint(float *z, size_t xi_stride, const float *e, size_t row, int K)
+{
+#define CALL(k, n) output_group_adjoint(z, xi_stride, e, row, K, k, n)
+    OVER_LANES(K, CALL);
+#undef CALL
 }
 
 /* ------------------------------------------------------- over the chunk */
@@ -309,7 +467,7 @@ static void transform_inputs(float *V, const float *X, int n, const Plan *p)
     for (int b = 0; b < n; b++)
         for (int ty = 0; ty < p->tiles_h; ty++)
             for (int tx = 0; tx < p->tiles_w; tx++) {
-                const float *d = X + ((size_t)b * p->pad_h + 2 * ty) * row + (size_t)2 * tx * p->C;
+                const float *d = X + ((size_t)b * p->pad_h + TILE * ty) * row + (size_t)TILE * tx * p->C;
                 input_block(V + tile_index(b, ty, tx, p) * p->C, CT, d, row, p->C);
             }
 }
@@ -321,29 +479,29 @@ static void scatter_input_grads(float *X, const float *dV, int n, const Plan *p)
     for (int b = 0; b < n; b++)
         for (int ty = 0; ty < p->tiles_h; ty++)
             for (int tx = 0; tx < p->tiles_w; tx++) {
-                float *d = X + ((size_t)b * p->pad_h + 2 * ty) * row + (size_t)2 * tx * p->C;
+                float *d = X + ((size_t)b * p->pad_h + TILE * ty) * row + (size_t)TILE * tx * p->C;
                 input_block_adjoint(d, row, dV + tile_index(b, ty, tx, p) * p->C, CT, p->C);
             }
 }
 
 static void transform_outputs(float *Y, const float *M, const float *bias, int n, const Plan *p)
 {
-    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T, row = (size_t)2 * p->tiles_w * p->K;
+    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T, row = (size_t)TILE * p->tiles_w * p->K;
     for (int b = 0; b < n; b++)
         for (int ty = 0; ty < p->tiles_h; ty++)
             for (int tx = 0; tx < p->tiles_w; tx++) {
-                float *y = Y + ((size_t)b * 2 * p->tiles_h + 2 * ty) * row + (size_t)2 * tx * p->K;
+                float *y = Y + ((size_t)b * TILE * p->tiles_h + TILE * ty) * row + (size_t)TILE * tx * p->K;
                 output_block(y, row, M + tile_index(b, ty, tx, p) * p->K, KT, bias, p->K);
             }
 }
 
 static void transform_output_grads(float *Z, const float *Y, int n, const Plan *p)
 {
-    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T, row = (size_t)2 * p->tiles_w * p->K;
+    const size_t T = (size_t)n * p->tiles, KT = (size_t)p->K * T, row = (size_t)TILE * p->tiles_w * p->K;
     for (int b = 0; b < n; b++)
         for (int ty = 0; ty < p->tiles_h; ty++)
             for (int tx = 0; tx < p->tiles_w; tx++) {
-                const float *e = Y + ((size_t)b * 2 * p->tiles_h + 2 * ty) * row + (size_t)2 * tx * p->K;
+                const float *e = Y + ((size_t)b * TILE * p->tiles_h + TILE * ty) * row + (size_t)TILE * tx * p->K;
                 output_block_adjoint(Z + tile_index(b, ty, tx, p) * p->K, KT, e, row, p->K);
             }
 }
