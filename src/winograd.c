@@ -65,11 +65,26 @@ static Plan make_plan(const ConvShape *s, int B)
     return p;
 }
 
-size_t winograd_workspace_floats(const ConvShape *s, int B)
+
+/* ----------------------------------------------------------------- lanes
+ * Lanes is a GCC/Clang vector of 8 floats (one AVX register, two SSE
+ * ones). Loads and stores go through memcpy, which compiles to one
+ * unaligned instruction when n is the constant 8, and handles the last,
+ * partial group of a channel count that is not a multiple of 8. */
+
+#define LANES 8
+typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline __attribute__((always_inline)) Lanes load_lanes(const float *p, int n)
 {
-    Plan p = make_plan(s, B);
-    /* U and dU, then a chunk's V (reused for dV), M, X and Y */
-    return 2 * (size_t)XI * p.K * p.C + (size_t)p.chunk * per_image_floats(&p);
+    Lanes v = {0};
+    memcpy(&v, p, (size_t)n * sizeof(float));
+    return v;
+}
+
+static inline __attribute__((always_inline)) void store_lanes(float *p, Lanes v, int n)
+{
+    memcpy(p, &v, (size_t)n * sizeof(float));
 }
 
 /* ------------------------------------------------------------ transforms
@@ -170,6 +185,7 @@ static void filter_tf_adjoint(float g[9], const float u[XI])
 /* ---------------------------------------------------------------- stages */
 
 /* U[ξ][k][c] = (G w[k][c] Gᵀ)[ξ] */
+/* U[ξ][k][c] = (G w[k][c] Gᵀ)[ξ], for backward's GEMMs */
 static void transform_filters(float *U, const float *w, const Plan *p)
 {
     const size_t KC = (size_t)p->K * p->C;
@@ -180,12 +196,44 @@ static void transform_filters(float *U, const float *w, const Plan *p)
     }
 }
 
-size_t winograd_filter_floats(const ConvShape *s) { return (size_t)XI * s->out_c * s->in_c; }
+/* The same filters packed for forward's GEMM (below): blocks of KB output
+ * channels, Up[ξ][k / KB][c][k % KB], zero past the last channel. */
+#define KB (2 * LANES)
+
+static int k_blocks(int K) { return (K + KB - 1) / KB; }
+
+static size_t packed_filter_floats(const Plan *p) { return (size_t)XI * k_blocks(p->K) * KB * p->C; }
+
+size_t winograd_workspace_floats(const ConvShape *s, int B)
+{
+    Plan p = make_plan(s, B);
+    /* U (packed or plain) and dU, then a chunk's V (reused for dV), M, X and Y */
+    return packed_filter_floats(&p) + (size_t)XI * p.K * p.C + (size_t)p.chunk * per_image_floats(&p);
+}
+
+static void transform_filters_packed(float *Up, const float *w, const Plan *p)
+{
+    const size_t per_xi = (size_t)k_blocks(p->K) * KB * p->C;
+    memset(Up, 0, packed_filter_floats(p) * sizeof *Up);
+    for (int k = 0; k < p->K; k++)
+        for (int c = 0; c < p->C; c++) {
+            float u[XI];
+            filter_tf(u, w + 9 * ((size_t)k * p->C + c));
+            const size_t at = ((size_t)(k / KB) * p->C + c) * KB + k % KB;
+            for (int xi = 0; xi < XI; xi++) Up[xi * per_xi + at] = u[xi];
+        }
+}
+
+size_t winograd_filter_floats(const ConvShape *s)
+{
+    const Plan p = make_plan(s, 1);
+    return packed_filter_floats(&p);
+}
 
 void winograd_transform_filters(float *U, const float *w, const ConvShape *s)
 {
     const Plan p = make_plan(s, 1);
-    transform_filters(U, w, &p);
+    transform_filters_packed(U, w, &p);
 }
 
 /* dw[k][c] += Gᵀ dU[k][c] G */
@@ -198,27 +246,6 @@ static void add_filter_grads(float *dw, const float *dU, const Plan *p)
         filter_tf_adjoint(g, u);
         for (int i = 0; i < 9; i++) dw[9 * kc + i] += g[i];
     }
-}
-
-/* ----------------------------------------------------------------- lanes
- * Lanes is a GCC/Clang vector of 8 floats (one AVX register, two SSE
- * ones). Loads and stores go through memcpy, which compiles to one
- * unaligned instruction when n is the constant 8, and handles the last,
- * partial group of a channel count that is not a multiple of 8. */
-
-#define LANES 8
-typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
-
-static inline __attribute__((always_inline)) Lanes load_lanes(const float *p, int n)
-{
-    Lanes v = {0};
-    memcpy(&v, p, (size_t)n * sizeof(float));
-    return v;
-}
-
-static inline __attribute__((always_inline)) void store_lanes(float *p, Lanes v, int n)
-{
-    memcpy(p, &v, (size_t)n * sizeof(float));
 }
 
 /* r[i][j] ↔ r[j][i] in registers: pairs of lanes, then pairs of pairs,
@@ -452,6 +479,66 @@ static void output_block_adjoint(float *z, size_t xi_stride, const float *e, siz
 #undef CALL
 }
 
+/* ------------------------------------------------------------------ GEMM
+ * Forward's M[ξ] (T×K) = V[ξ] (T×C) · U[ξ]ᵀ, by a small kernel of our own
+ * rather than cblas_sgemm: at sampling's batches a GEMM is only 32 tiles
+ * tall at 7×7, and OpenBLAS re-packs the K×C filters on every call, which
+ * took a third of its time there. Here the filters are packed once, when
+ * they are transformed (and, while sampling, once for all calls). The
+ * kernel keeps a block of TR tiles × KB channels of M in 2·TR registers
+ * while it runs down c: per c, two loads of U, TR broadcasts of V and 2·TR
+ * multiply-adds. */
+#define TR 6
+
+static inline __attribute__((always_inline)) void gemm_block(float *m, size_t ldm, const float *v, size_t ldv,
+                                                             const float *u, int C, int rows, int n)
+{
+    Lanes acc[TR][2];
+    for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = (Lanes){0};
+    for (int c = 0; c < C; c++) {
+        const Lanes u0 = load_lanes(u + (size_t)c * KB, LANES), u1 = load_lanes(u + (size_t)c * KB + LANES, LANES);
+        for (int r = 0; r < rows; r++) {
+            const float x = v[(size_t)r * ldv + c];
+            acc[r][0] += x * u0;
+            acc[r][1] += x * u1;
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        store_lanes(m + (size_t)r * ldm, acc[r][0], n < LANES ? n : LANES);
+        if (n > LANES) store_lanes(m + (size_t)r * ldm + LANES, acc[r][1], n - LANES);
+    }
+}
+
+/* M[ξ] for every ξ, from V and the packed filters Up. */
+static void gemm_forward(float *M, const float *V, const float *Up, int T, const Plan *p)
+{
+    const int C = p->C, K = p->K, nkb = k_blocks(K);
+    for (int xi = 0; xi < XI; xi++) {
+        const float *v = V + (size_t)xi * T * C;
+        float *m = M + (size_t)xi * T * K;
+        for (int kb = 0; kb < nkb; kb++) {
+            const float *u = Up + ((size_t)xi * nkb + kb) * KB * C;
+            const int k0 = kb * KB, n = K - k0 < KB ? K - k0 : KB;
+            int t = 0;
+#define BLOCK(rows, n_) gemm_block(m + (size_t)t * K + k0, K, v + (size_t)t * C, C, u, C, rows, n_)
+            if (n == KB)
+                for (; t + TR <= T; t += TR) BLOCK(TR, KB);
+            for (; t + TR <= T; t += TR) BLOCK(TR, n);
+            /* the last T mod TR rows, with a constant row count each, so that
+             * their accumulators stay in registers too */
+            switch (T - t) {
+            case 5: BLOCK(5, n); break;
+            case 4: BLOCK(4, n); break;
+            case 3: BLOCK(3, n); break;
+            case 2: BLOCK(2, n); break;
+            case 1: BLOCK(1, n); break;
+            default: break;
+            }
+#undef BLOCK
+        }
+    }
+}
+
 /* ------------------------------------------------------- over the chunk */
 
 /* The block of tile (b, ty, tx): its index t in V/M, and its top-left in X
@@ -516,7 +603,7 @@ static Buffers buffers(float *ws, const Plan *p)
 {
     const size_t KC = (size_t)p->K * p->C, T = (size_t)p->chunk * p->tiles;
     Buffers b = {.U = ws};
-    b.dU = b.U + XI * KC;
+    b.dU = b.U + packed_filter_floats(p); /* ≥ XI·KC, backward's plain layout */
     b.V = b.dU + XI * KC;
     b.M = b.V + XI * T * p->C;
     b.X = b.M + XI * T * p->K;
@@ -528,20 +615,17 @@ void winograd_conv_forward(float *out, float *ws, const float *in, const float *
                            const float *b, const ConvShape *s, int B)
 {
     const Plan p = make_plan(s, B);
-    const size_t KC = (size_t)p.K * p.C, in_img = (size_t)p.C * p.H * p.W, out_img = (size_t)p.K * p.H * p.W;
+    const size_t in_img = (size_t)p.C * p.H * p.W, out_img = (size_t)p.K * p.H * p.W;
     Buffers w_ = buffers(ws, &p);
     if (!U) {
-        transform_filters(w_.U, w, &p);
+        transform_filters_packed(w_.U, w, &p);
         U = w_.U;
     }
     for (int b0 = 0; b0 < B; b0 += p.chunk) {
         const int n = B - b0 < p.chunk ? B - b0 : p.chunk, T = n * p.tiles;
         input_to_x(w_.X, in + b0 * in_img, n, &p);
         transform_inputs(w_.V, w_.X, n, &p);
-        /* M[ξ] (T×K) = V[ξ] (T×C) · U[ξ]ᵀ (C×K) */
-        for (int xi = 0; xi < XI; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, p.K, p.C, 1.0f, w_.V + (size_t)xi * T * p.C,
-                        p.C, U + xi * KC, p.C, 0.0f, w_.M + (size_t)xi * T * p.K, p.K);
+        gemm_forward(w_.M, w_.V, U, T, &p);
         transform_outputs(w_.Y, w_.M, b, n, &p);
         y_to_output(out + b0 * out_img, w_.Y, n, &p);
     }
