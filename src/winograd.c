@@ -6,9 +6,11 @@
  *   V[ξ][T][C]  the input blocks,        V = Bᵀ d B
  *   M[ξ][T][K]  their products (forward), or the output gradient taken to
  *               the transform domain (backward), Z = A e Aᵀ
- * so that each ξ is one GEMM, M[ξ] = V[ξ]·U[ξ]ᵀ. Channels are innermost
- * so that every transform is a loop over channels at unit stride, which
- * vectorises at any image size (a row of tiles is only 2 wide at 7×7).
+ * so that each ξ is one GEMM, M[ξ] = V[ξ]·U[ξ]ᵀ: forward's by a kernel of
+ * this file on filters packed for it, backward's by OpenBLAS. Channels
+ * are innermost so that every transform is a loop over channels at unit
+ * stride, which vectorises at any image size (a row of tiles is only 2
+ * wide at 7×7).
  * The activations are NCHW, so a chunk's input is first copied to
  * channels-innermost order with a border of zeros (X, NHWC), and the
  * output is made in that order (Y) and copied back; blocks that overhang
@@ -65,7 +67,6 @@ static Plan make_plan(const ConvShape *s, int B)
     return p;
 }
 
-
 /* ----------------------------------------------------------------- lanes
  * Lanes is a GCC/Clang vector of 8 floats (one AVX register, two SSE
  * ones). Loads and stores go through memcpy, which compiles to one
@@ -92,53 +93,49 @@ static inline __attribute__((always_inline)) void store_lanes(float *p, Lanes v,
  * Each 2-D transform applies a 1-D one to the columns of a block, then to
  * its rows; the adjoints (for backward) are the transposed matrices. */
 
-/* The 1-D transforms are macros so that they apply as well to a float as
- * to a vector of channels (Lanes, below). */
-
 /* Bᵀ·x, input side, 6 → 6 */
-#define BT6(y, x)                                           \
-    do {                                                    \
-        (y)[0] = 4.0f * (x)[0] - 5.0f * (x)[2] + (x)[4];    \
-        (y)[1] = -4.0f * ((x)[1] + (x)[2]) + (x)[3] + (x)[4]; \
-        (y)[2] = 4.0f * ((x)[1] - (x)[2]) - (x)[3] + (x)[4];  \
-        (y)[3] = -2.0f * ((x)[1] - (x)[3]) - (x)[2] + (x)[4]; \
-        (y)[4] = 2.0f * ((x)[1] - (x)[3]) - (x)[2] + (x)[4];  \
-        (y)[5] = 4.0f * (x)[1] - 5.0f * (x)[3] + (x)[5];    \
-    } while (0)
+static inline __attribute__((always_inline)) void bt6(Lanes y[6], const Lanes x[6])
+{
+    y[0] = 4.0f * x[0] - 5.0f * x[2] + x[4];
+    y[1] = -4.0f * (x[1] + x[2]) + x[3] + x[4];
+    y[2] = 4.0f * (x[1] - x[2]) - x[3] + x[4];
+    y[3] = -2.0f * (x[1] - x[3]) - x[2] + x[4];
+    y[4] = 2.0f * (x[1] - x[3]) - x[2] + x[4];
+    y[5] = 4.0f * x[1] - 5.0f * x[3] + x[5];
+}
 
 /* B·y, its adjoint */
-#define B6(x, y)                                                                  \
-    do {                                                                          \
-        (x)[0] = 4.0f * (y)[0];                                                   \
-        (x)[1] = 4.0f * ((y)[2] - (y)[1] + (y)[5]) + 2.0f * ((y)[4] - (y)[3]);    \
-        (x)[2] = -5.0f * (y)[0] - 4.0f * ((y)[1] + (y)[2]) - (y)[3] - (y)[4];     \
-        (x)[3] = (y)[1] - (y)[2] + 2.0f * ((y)[3] - (y)[4]) - 5.0f * (y)[5];      \
-        (x)[4] = (y)[0] + (y)[1] + (y)[2] + (y)[3] + (y)[4];                      \
-        (x)[5] = (y)[5];                                                          \
-    } while (0)
+static inline __attribute__((always_inline)) void b6(Lanes x[6], const Lanes y[6])
+{
+    x[0] = 4.0f * y[0];
+    x[1] = 4.0f * (y[2] - y[1] + y[5]) + 2.0f * (y[4] - y[3]);
+    x[2] = -5.0f * y[0] - 4.0f * (y[1] + y[2]) - y[3] - y[4];
+    x[3] = y[1] - y[2] + 2.0f * (y[3] - y[4]) - 5.0f * y[5];
+    x[4] = y[0] + y[1] + y[2] + y[3] + y[4];
+    x[5] = y[5];
+}
 
 /* Aᵀ·m, output side, 6 → 4 */
-#define AT4(y, m)                                                       \
-    do {                                                                \
-        (y)[0] = (m)[0] + (m)[1] + (m)[2] + (m)[3] + (m)[4];            \
-        (y)[1] = (m)[1] - (m)[2] + 2.0f * ((m)[3] - (m)[4]);            \
-        (y)[2] = (m)[1] + (m)[2] + 4.0f * ((m)[3] + (m)[4]);            \
-        (y)[3] = (m)[1] - (m)[2] + 8.0f * ((m)[3] - (m)[4]) + (m)[5];   \
-    } while (0)
+static inline __attribute__((always_inline)) void at4(Lanes y[4], const Lanes m[6])
+{
+    y[0] = m[0] + m[1] + m[2] + m[3] + m[4];
+    y[1] = m[1] - m[2] + 2.0f * (m[3] - m[4]);
+    y[2] = m[1] + m[2] + 4.0f * (m[3] + m[4]);
+    y[3] = m[1] - m[2] + 8.0f * (m[3] - m[4]) + m[5];
+}
 
 /* A·e, its adjoint, 4 → 6 */
-#define A6(z, e)                                                                \
-    do {                                                                        \
-        (z)[0] = (e)[0];                                                        \
-        (z)[1] = (e)[0] + (e)[1] + (e)[2] + (e)[3];                             \
-        (z)[2] = (e)[0] - (e)[1] + (e)[2] - (e)[3];                             \
-        (z)[3] = (e)[0] + 2.0f * (e)[1] + 4.0f * (e)[2] + 8.0f * (e)[3];        \
-        (z)[4] = (e)[0] - 2.0f * (e)[1] + 4.0f * (e)[2] - 8.0f * (e)[3];        \
-        (z)[5] = (e)[3];                                                        \
-    } while (0)
+static inline __attribute__((always_inline)) void a6(Lanes z[6], const Lanes e[4])
+{
+    z[0] = e[0];
+    z[1] = e[0] + e[1] + e[2] + e[3];
+    z[2] = e[0] - e[1] + e[2] - e[3];
+    z[3] = e[0] + 2.0f * e[1] + 4.0f * e[2] + 8.0f * e[3];
+    z[4] = e[0] - 2.0f * e[1] + 4.0f * e[2] - 8.0f * e[3];
+    z[5] = e[3];
+}
 
-/* G·g, filter side, 3 → 6 (filters are transformed once per call, not per
- * block: plain floats) */
+/* G·g, filter side, 3 → 6 (once per filter, not per block: plain floats) */
 static void g6(float u[6], const float g[3])
 {
     u[0] = g[0] / 4.0f;
@@ -182,9 +179,8 @@ static void filter_tf_adjoint(float g[9], const float u[XI])
     for (int i = 0; i < 3; i++) gt3(g + 3 * i, t[i]);
 }
 
-/* ---------------------------------------------------------------- stages */
+/* --------------------------------------------------------------- filters */
 
-/* U[ξ][k][c] = (G w[k][c] Gᵀ)[ξ] */
 /* U[ξ][k][c] = (G w[k][c] Gᵀ)[ξ], for backward's GEMMs */
 static void transform_filters(float *U, const float *w, const Plan *p)
 {
@@ -248,6 +244,8 @@ static void add_filter_grads(float *dw, const float *dU, const Plan *p)
     }
 }
 
+/* ------------------------------------------------------ layout changes */
+
 /* r[i][j] ↔ r[j][i] in registers: pairs of lanes, then pairs of pairs,
  * then halves (the usual unpack-shuffle-permute ladder). */
 static inline __attribute__((always_inline)) void transpose8(Lanes r[8])
@@ -268,8 +266,6 @@ static inline __attribute__((always_inline)) void transpose8(Lanes r[8])
         r[j + 4] = __builtin_shufflevector(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
 }
-
-/* ------------------------------------------------------ layout changes */
 
 /* One image between NCHW planes [C][H·W] and pixel-major order, where
  * pixel (y, x)'s C floats sit at pix + (y + pad)·row + (x + pad)·C. In
@@ -380,11 +376,11 @@ static inline __attribute__((always_inline)) void input_group(float *v, size_t x
     Lanes t[ALPHA][ALPHA], col[ALPHA], out[ALPHA];
     for (int j = 0; j < ALPHA; j++) {
         for (int i = 0; i < ALPHA; i++) col[i] = load_lanes(d + i * row + (size_t)j * C + c, n);
-        BT6(out, col);
+        bt6(out, col);
         for (int i = 0; i < ALPHA; i++) t[i][j] = out[i];
     }
     for (int i = 0; i < ALPHA; i++) {
-        BT6(out, t[i]);
+        bt6(out, t[i]);
         for (int j = 0; j < ALPHA; j++) store_lanes(v + (size_t)(ALPHA * i + j) * xi_stride + c, out[j], n);
     }
 }
@@ -396,11 +392,11 @@ static inline __attribute__((always_inline)) void input_group_adjoint(float *d, 
     Lanes t[ALPHA][ALPHA], in[ALPHA], out[ALPHA];
     for (int i = 0; i < ALPHA; i++) {
         for (int j = 0; j < ALPHA; j++) in[j] = load_lanes(v + (size_t)(ALPHA * i + j) * xi_stride + c, n);
-        B6(t[i], in);
+        b6(t[i], in);
     }
     for (int j = 0; j < ALPHA; j++) {
         for (int i = 0; i < ALPHA; i++) in[i] = t[i][j];
-        B6(out, in);
+        b6(out, in);
         for (int i = 0; i < ALPHA; i++) {
             float *p = d + i * row + (size_t)j * C + c;
             store_lanes(p, load_lanes(p, n) + out[i], n);
@@ -417,11 +413,11 @@ static inline __attribute__((always_inline)) void output_group(float *y, size_t 
     const Lanes b = load_lanes(bias + k, n);
     for (int j = 0; j < ALPHA; j++) {
         for (int i = 0; i < ALPHA; i++) col[i] = load_lanes(m + (size_t)(ALPHA * i + j) * xi_stride + k, n);
-        AT4(out, col);
+        at4(out, col);
         for (int i = 0; i < TILE; i++) t[i][j] = out[i];
     }
     for (int i = 0; i < TILE; i++) {
-        AT4(out, t[i]);
+        at4(out, t[i]);
         for (int j = 0; j < TILE; j++) store_lanes(y + i * row + (size_t)j * K + k, out[j] + b, n);
     }
 }
@@ -434,11 +430,11 @@ static inline __attribute__((always_inline)) void output_group_adjoint(float *z,
     Lanes t[ALPHA][TILE], col[TILE], out[ALPHA];
     for (int j = 0; j < TILE; j++) {
         for (int i = 0; i < TILE; i++) col[i] = load_lanes(e + i * row + (size_t)j * K + k, n);
-        A6(out, col);
+        a6(out, col);
         for (int i = 0; i < ALPHA; i++) t[i][j] = out[i];
     }
     for (int i = 0; i < ALPHA; i++) {
-        A6(out, t[i]);
+        a6(out, t[i]);
         for (int j = 0; j < ALPHA; j++) store_lanes(z + (size_t)(ALPHA * i + j) * xi_stride + k, out[j], n);
     }
 }
