@@ -21,7 +21,7 @@
 enum { OPT_CKPT = 1000, OPT_DATA, OPT_OUT, OPT_THREADS, OPT_JSON, OPT_SPLIT, OPT_LIMIT, OPT_EPOCHS,
        OPT_BATCH, OPT_LR, OPT_SEED, OPT_STEPS, OPT_RESUME, OPT_WEIGHTS_ONLY, OPT_TRAIN_IMAGES,
        OPT_EVAL_IMAGES, OPT_T, OPT_SCHEDULE, OPT_EMA, OPT_N, OPT_SAMPLER, OPT_ETA, OPT_VARIANCE,
-       OPT_TRAJECTORY, OPT_FRAMES, OPT_COLS };
+       OPT_TRAJECTORY, OPT_FRAMES, OPT_COLS, OPT_CHANNELS };
 
 /* --ckpt, or the shipped checkpoints/ddpm.safetensors.zst. */
 static int resolve_ckpt(const char *given, char *path, size_t cap, Err *e)
@@ -44,14 +44,30 @@ static int parse_split(const char *cmd, const char *s, EvalSplit *out)
     return 0;
 }
 
+/* --channels A,B,C: the U-Net's widths at 28, 14 and 7 px, checked like a
+ * checkpoint's (unet_check_config). */
+static int parse_channels(const char *cmd, const char *s, UnetConfig *cfg)
+{
+    int ch[3], used = 0;
+    if (sscanf(s, "%d,%d,%d%n", &ch[0], &ch[1], &ch[2], &used) != 3 || s[used] != '\0')
+        return cli_usage_error(cmd, "--channels: expected three numbers like 32,64,192, got \"%s\"", s), -1;
+    UnetConfig c = *cfg;
+    for (int i = 0; i < 3; i++) c.ch[i] = ch[i];
+    Err e;
+    if (unet_check_config(&c, &e)) return cli_usage_error(cmd, "--channels: %s", e.msg), -1;
+    *cfg = c;
+    return 0;
+}
+
 /* ==================================================================== info */
 
 static const char info_help[] =
-    "usage: genlab ddpm info [--ckpt FILE] [--json]\n"
+    "usage: genlab ddpm info [--ckpt FILE | --channels A,B,C] [--json]\n"
     "\n"
     "The U-Net's layer table (output shapes, parameters, forward FLOPs per\n"
-    "image), for the default configuration or a checkpoint's, with the\n"
-    "checkpoint's metadata (training state, test losses).\n";
+    "image), for the default configuration, other widths (--channels: at 28,\n"
+    "14 and 7 px) or a checkpoint's, with the checkpoint's metadata (training\n"
+    "state, test losses).\n";
 
 static int print_layers(UnetConfig cfg, const Checkpoint *ck, int json)
 {
@@ -93,20 +109,27 @@ static int print_layers(UnetConfig cfg, const Checkpoint *ck, int json)
 static int cmd_ddpm_info(int argc, char **argv)
 {
     static const struct option longopts[] = {{"ckpt", required_argument, NULL, OPT_CKPT},
+                                             {"channels", required_argument, NULL, OPT_CHANNELS},
                                              {"json", no_argument, NULL, OPT_JSON},
                                              {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "ddpm info", *ckpt = NULL;
-    int json = 0, c;
+    UnetConfig cfg = unet_default_config();
+    int json = 0, widths = 0, c;
     FOR_EACH_OPT(c, argc, argv, longopts) {
         switch (c) {
         case 'h': fputs(info_help, stdout); return 0;
         case OPT_CKPT: ckpt = optarg; break;
+        case OPT_CHANNELS:
+            if (parse_channels(cmd, optarg, &cfg)) return 2;
+            widths = 1;
+            break;
         case OPT_JSON: json = 1; break;
         default: return cli_usage_error(cmd, "unknown option");
         }
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
-    if (!ckpt) return print_layers(unet_default_config(), NULL, json);
+    if (ckpt && widths) return cli_usage_error(cmd, "--channels and --ckpt: a checkpoint has its own widths");
+    if (!ckpt) return print_layers(cfg, NULL, json);
     Unet m;
     Schedule s;
     Checkpoint ck;
@@ -138,6 +161,8 @@ static const char train_help[] =
     "  --schedule S       cosine or linear (default cosine)\n"
     "  --ema D            EMA decay of the weights (default 0.999, with warm-up)\n"
     "  --seed S           weights, data order, t and noise (default 0)\n"
+    "  --channels A,B,C   the U-Net's widths at 28, 14 and 7 px (default 32,64,192;\n"
+    "                     genlab ddpm info --channels shows their cost)\n"
     "  --steps N          stop after N optimizer steps in total\n"
     "  --train-images N   train on the first N study-train images only\n"
     "  --eval-images N    evaluate on the first N test images only\n"
@@ -226,7 +251,7 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
         {"out", required_argument, NULL, OPT_OUT}, {"weights-only", no_argument, NULL, OPT_WEIGHTS_ONLY},
         {"resume", required_argument, NULL, OPT_RESUME}, {"threads", required_argument, NULL, OPT_THREADS},
         {"data", required_argument, NULL, OPT_DATA}, {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+        {"channels", required_argument, NULL, OPT_CHANNELS}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "ddpm train";
     DdpmConfig *c = &a->cfg;
     int ch;
@@ -261,6 +286,10 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
             bad = cli_u64(cmd, "seed", optarg, &c->seed);
             break;
         case OPT_STEPS: bad = cli_i64(cmd, "steps", optarg, 1, INT64_MAX, &c->max_steps); break;
+        case OPT_CHANNELS:
+            a->recipe_opt = "--channels";
+            if (parse_channels(cmd, optarg, &c->model)) return 2;
+            break;
         case OPT_TRAIN_IMAGES:
             a->recipe_opt = "--train-images";
             bad = cli_int(cmd, "train-images", optarg, 1, STUDY_TRAIN_N, &c->train_limit);

@@ -25,6 +25,13 @@ for c in info train eval sample; do
 done
 expect 0 "$genlab" ddpm info;             contains "$out" "3158529 parameters"; contains "$out" "dec2_attn"
 expect 0 "$genlab" ddpm info --json;      contains "$out" '"params":3158529'
+# other widths: the default's spelled out is the default; a wider 28×28 level costs more
+default=$out
+expect 0 "$genlab" ddpm info --json --channels 32,64,192
+[ "$out" = "$default" ] || fail "--channels 32,64,192 is not the default table"
+expect 0 "$genlab" ddpm info --channels 64,64,192; contains "$out" "channels 64/64/192"
+expect 2 "$genlab" ddpm info --channels 64,64;     contains "$err" "three numbers"
+expect 2 "$genlab" ddpm info --channels 30,64,192; contains "$err" "divisible by the 8 groups"
 
 expect 2 "$genlab" ddpm frobnicate;       contains "$err" 'unknown command "frobnicate"'
 expect 2 "$genlab" ddpm train --schedule quadratic; contains "$err" "cosine or linear"
@@ -64,6 +71,11 @@ expect 0 "$genlab" ddpm train --steps 1 --train-images 128 --eval-images 8 --T 1
 expect 1 "$genlab" ddpm train --resume "$tmp/w.safetensors.zst"; contains "$err" "--resume needs a training checkpoint"
 expect 2 "$genlab" ddpm train --resume "$ck" --lr 0.1;  contains "$err" "--lr cannot change a resumed run"
 expect 2 "$genlab" ddpm train --resume "$ck" --weights-only; contains "$err" "needs --out"
+expect 2 "$genlab" ddpm train --resume "$ck" --channels 16,16,16; contains "$err" "--channels cannot change"
+# a run at other widths keeps them: its checkpoint says so, and samples
+expect 0 "$genlab" ddpm train --steps 1 --train-images 128 --eval-images 8 --T 100 --channels 16,32,48 --out "$tmp/n.safetensors.zst"
+expect 0 "$genlab" ddpm info --ckpt "$tmp/n.safetensors.zst"; contains "$out" "channels 16/32/48"
+expect 0 "$genlab" ddpm sample --ckpt "$tmp/n.safetensors.zst" --n 2 --steps 3 --out "$tmp/n.pgm"
 # a checkpoint whose image size is not the data's is refused, not sampled out of bounds
 zstd -dq "$ck" -o "$tmp/raw.safetensors"
 sed 's/"image_size":"28"/"image_size":"32"/' "$tmp/raw.safetensors" >"$tmp/big.safetensors"
