@@ -164,19 +164,29 @@ static int32_t *split_indices(const StudyData *d, EvalSplit split, int *n)
     return idx;
 }
 
-/* models[0] is the model itself; models[1..] its replicas. */
+/* models[0] is the model itself; models[1..] its replicas. The weights
+ * hold still meanwhile, so the workers share one transform of the conv
+ * filters (unet.h), dropped at the end: training goes on after. */
 static int evaluate_on(Pool *pool, Unet *models, const Schedule *s, const StudyData *d,
                        EvalSplit split, int limit, DdpmEval *out, Err *e)
 {
+    const int nw = pool_size(pool);
     EvalJob *j = calloc(1, sizeof *j);
     if (!j) return err_set(e, "out of memory for evaluation");
     int32_t *idx = split_indices(d, split, &j->n);
     j->losses = malloc((size_t)j->n * DDPM_EVAL_DRAWS * sizeof *j->losses);
-    int rc = idx && j->losses ? 0 : err_set(e, "out of memory for the evaluation");
+    float *bank = malloc(unet_filter_bank_floats(&models[0]) * sizeof *bank);
+    int rc = idx && j->losses && bank ? 0 : err_set(e, "out of memory for the evaluation");
     if (limit > 0 && limit < j->n) j->n = limit;
     j->models = models, j->sched = s, j->file = split_file(d, split), j->idx = idx;
-    if (rc == 0) pool_run(pool, eval_share, j);
-    for (int w = 0; rc == 0 && w < pool_size(pool); w++)
+    if (rc == 0) {
+        unet_transform_filters(&models[0], bank);
+        for (int w = 0; w < nw; w++) models[w].frozen = bank;
+        pool_run(pool, eval_share, j);
+        for (int w = 0; w < nw; w++) models[w].frozen = NULL;
+    }
+    free(bank);
+    for (int w = 0; rc == 0 && w < nw; w++)
         if (j->rc[w]) rc = err_set(e, "%s", j->err[w].msg);
     if (rc == 0) *out = eval_result(j->losses, j->n);
     free(j->losses);
