@@ -10,6 +10,7 @@ the DDPM (checkpoints/ddpm.safetensors.zst, genlab ddpm info --json) with
 its per-epoch log (checkpoints/logs/ddpm-train.log) when they exist."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -53,6 +54,36 @@ def metadata(genlab, path):
 STUDY_DDPM_TEST_LOSS = 0.0280  # DESIGN.md: the seed's test loss, T = 4000, cosine
 
 
+def epoch_test_losses(lines):
+    """(epoch, test loss) from the log's per-epoch lines."""
+    out = []
+    for l in lines:
+        f = l.split()
+        out.append((int(f[1].split("/")[0]), float(f[f.index("test") + 2])))
+    return out
+
+
+def trend(points):
+    """Where the per-epoch test loss is heading, in words: a power law
+    L = A·e^(−p) fitted (least squares on logs) to the second half of the
+    epochs, and the epoch at which it would reach the study's figure."""
+    late = points[len(points) // 2:]
+    if len(late) < 3:
+        return None
+    xs = [math.log(e) for e, _ in late]
+    ys = [math.log(v) for _, v in late]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    p, log_a = -slope, my - slope * mx
+    first, last = late[0][0], late[-1][0]
+    text = (f"Fitted to epochs {first}–{last}, the test loss falls as epoch^−{p:.2f} "
+            f"({100 * (1 - ((last + 1) / last) ** -p):.1f}% in the next epoch)")
+    if p > 0:
+        reach = math.exp((log_a - math.log(STUDY_DDPM_TEST_LOSS)) / p)
+        text += f"; at that rate it would reach {STUDY_DDPM_TEST_LOSS:.4f} after about {reach:,.0f} epochs"
+    return text + "."
+
+
 def ddpm_section(genlab):
     path = os.path.join(ROOT, "checkpoints", "ddpm.safetensors.zst")
     if not os.path.exists(path):
@@ -94,8 +125,12 @@ def ddpm_section(genlab):
         if epochs:
             lines += ["\nPer epoch (`logs/ddpm-train.log`; the per-epoch test loss is on the first",
                       "2,000 study-test images, for speed; an epoch's time and images/s count only",
-                      "the process that finished it, and slow epochs shared the machine with other work):\n",
+                      "the process that finished it, and slow epochs shared the machine with other work;",
+                      "epochs 1–10 ran on im2col convolutions, the later ones on Winograd's: compare their images/s):\n",
                       "```"] + epochs + ["```"]
+            t = trend(epoch_test_losses(epochs))
+            if t:
+                lines += ["", t]
     if os.path.exists(os.path.join(ROOT, "checkpoints", "ddpm-samples.png")):
         lines += ["\nDDIM, 50 steps, seed 0 (`genlab ddpm sample --n 64 --cols 16 --out checkpoints/ddpm-samples.png`):\n",
                   "![DDPM samples](ddpm-samples.png)"]
