@@ -1,8 +1,10 @@
 /* unet.c — the DDPM's ε-network (layout in unet.h), forward and backward
- * by hand over the kernels of kernels.h and kernels_unet.h.
+ * by hand over the kernels of kernels.h, kernels_unet.h and winograd.h.
  *
- * Convolutions are the streamed kind (kernels.h): no im2col is kept, a few
- * images' worth is made in cache when needed, forward and backward. */
+ * The 3×3 stride-1 convolutions go through Winograd (winograd.h), the
+ * strided ones through the streamed im2col of kernels.h; both keep nothing
+ * between forward and backward but their input, and work a few images at
+ * a time in a shared workspace. */
 #include "genlab/unet.h"
 
 #include <math.h>
