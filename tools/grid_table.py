@@ -95,7 +95,9 @@ def ddpm_section(genlab):
     images = int(m["images_seen"])
     epochs_done = images / int(m["train_images"])
     test, official = float(m["test_loss"]), float(m["official_loss"])
-    verdict = ("reaches" if test <= STUDY_DDPM_TEST_LOSS else "does not reach yet") + \
+    finished = int(m["epoch"]) >= int(m["epochs"])
+    verdict = ("reaches" if test <= STUDY_DDPM_TEST_LOSS else
+               "does not reach" if finished else "does not reach yet") + \
         f" the study's {STUDY_DDPM_TEST_LOSS:.4f}"
     lines = [
         "\n## DDPM: `ddpm.safetensors.zst`\n",
