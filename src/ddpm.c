@@ -63,6 +63,18 @@ static void free_replicas(Unet *r, int n)
     free(r);
 }
 
+/* One Winograd transform of the filters of models[0], which the forward of
+ * every one of the n workers then reads (unet.h): for the times the
+ * weights hold still. The caller frees it; NULL when out of memory. */
+static float *share_filter_bank(Unet *models, int n)
+{
+    float *bank = malloc(unet_filter_bank_floats(&models[0]) * sizeof *bank);
+    if (!bank) return NULL;
+    unet_transform_filters(&models[0], bank);
+    for (int w = 0; w < n; w++) models[w].frozen = bank;
+    return bank;
+}
+
 /* ------------------------------------------------------------- evaluation */
 
 /* Image i's draws: t_k = ⌊(k + u)·T/K⌋ and its noise, from (EVAL_SEED,
@@ -175,16 +187,12 @@ static int evaluate_on(Pool *pool, Unet *models, const Schedule *s, const StudyD
     if (!j) return err_set(e, "out of memory for evaluation");
     int32_t *idx = split_indices(d, split, &j->n);
     j->losses = malloc((size_t)j->n * DDPM_EVAL_DRAWS * sizeof *j->losses);
-    float *bank = malloc(unet_filter_bank_floats(&models[0]) * sizeof *bank);
-    int rc = idx && j->losses && bank ? 0 : err_set(e, "out of memory for the evaluation");
+    float *bank = idx && j->losses ? share_filter_bank(models, nw) : NULL;
+    int rc = bank ? 0 : err_set(e, "out of memory for the evaluation");
     if (limit > 0 && limit < j->n) j->n = limit;
     j->models = models, j->sched = s, j->file = split_file(d, split), j->idx = idx;
-    if (rc == 0) {
-        unet_transform_filters(&models[0], bank);
-        for (int w = 0; w < nw; w++) models[w].frozen = bank;
-        pool_run(pool, eval_share, j);
-        for (int w = 0; w < nw; w++) models[w].frozen = NULL;
-    }
+    if (rc == 0) pool_run(pool, eval_share, j);
+    for (int w = 0; w < nw; w++) models[w].frozen = NULL;
     free(bank);
     for (int w = 0; rc == 0 && w < nw; w++)
         if (j->rc[w]) rc = err_set(e, "%s", j->err[w].msg);
@@ -673,13 +681,11 @@ DdpmRunner *ddpm_runner_create(Unet *m, int threads, int cap, Err *e)
         return NULL;
     }
     r->models[0] = *m;
-    r->bank = malloc(unet_filter_bank_floats(m) * sizeof *r->bank);
+    r->bank = share_filter_bank(r->models, r->n);
     if (!r->bank) {
         ddpm_runner_free(r);
         return err_set(e, "out of memory for sampling"), NULL;
     }
-    unet_transform_filters(m, r->bank);
-    for (int w = 0; w < r->n; w++) r->models[w].frozen = r->bank;
     blas_set_threads(1);
     return r;
 }
