@@ -27,8 +27,8 @@
 #define ALPHA (TILE + 2)
 #define XI (ALPHA * ALPHA) /* positions in the transform domain */
 
-/* A chunk is at least this many tiles (a narrow GEMM wastes its packing),
- * and otherwise at most about this many floats of workspace. */
+/* A chunk is at least this many tiles (a narrow GEMM reads its filters for
+ * little work), and otherwise at most about this many floats of workspace. */
 #define WINO_MIN_TILES 64
 #define WINO_CHUNK_FLOATS (256 * 1024)
 
@@ -363,11 +363,9 @@ static void output_to_y(float *Y, const float *dout, int n, const Plan *p)
  * One block at a time, 8 channels at a time: d points at the block's
  * top-left pixel in X or Y (rows `row` floats apart, pixels C or K apart),
  * position ξ of the block in V, M or Z is `xi_stride` floats from the
- * last. Lanes is a GCC/Clang vector of 8 floats (one AVX register, two
- * SSE ones); a channel count that is not a multiple of 8 ends with a
- * group of n < 8 lanes, loaded and stored n floats at a time. The group
- * functions are inlined with n = 8 for the main loop, so that there each
- * load and store is one instruction. */
+ * last. A channel count that is not a multiple of 8 ends with a group of
+ * n < 8 lanes; the group functions are inlined with n = 8 for the main
+ * loop, so that there each load and store is one instruction. */
 
 /* v = Bᵀ d B for channels c..c+n */
 static inline __attribute__((always_inline)) void input_group(float *v, size_t xi_stride, const float *d,
@@ -479,7 +477,7 @@ static void output_block_adjoint(float *z, size_t xi_stride, const float *e, siz
  * Forward's M[ξ] (T×K) = V[ξ] (T×C) · U[ξ]ᵀ, by a small kernel of our own
  * rather than cblas_sgemm: at sampling's batches a GEMM is only 32 tiles
  * tall at 7×7, and OpenBLAS re-packs the K×C filters on every call, which
- * took a third of its time there. Here the filters are packed once, when
+ * took more than a quarter of its time there (perf, 8 images). Here the filters are packed once, when
  * they are transformed (and, while sampling, once for all calls). The
  * kernel keeps a block of TR tiles × KB channels of M in 2·TR registers
  * while it runs down c: per c, two loads of U, TR broadcasts of V and 2·TR

@@ -86,8 +86,8 @@ const ParamTensor *unet_find_tensor(const Unet *m, const char *name);
  * Winograd's F(4×4, 3×3) (winograd.h), which first takes its filters to a
  * transform domain: at sampling's small batches, doing that on every call
  * more than doubles the forward's time (DDIM-50 for 16 digits: 4.3 s
- * against 2.0 s). unet_transform_filters fills a
- * bank (unet_filter_bank_floats floats, 4 times the conv weights) from the
+ * against 2.0 s). unet_transform_filters fills a bank
+ * (unet_filter_bank_floats floats, about 4 times the conv weights) from the
  * current weights; while m->frozen points to it, forward uses it, so the
  * weights must not change in that time. Backward never uses it. */
 size_t unet_filter_bank_floats(const Unet *m);
